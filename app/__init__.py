@@ -1,0 +1,1 @@
+"""Sluice: durable CloudEvents ingestion into PostgreSQL."""

@@ -1,0 +1,32 @@
+"""Reading a request body under a byte limit, enforced while it arrives.
+
+The declared `Content-Length` is checked before reading; a chunked or lying body is cut
+off as soon as it passes the limit, so a client cannot make the service buffer more than
+`max_bytes` (plus one chunk) of it.
+"""
+
+from __future__ import annotations
+
+from fastapi import Request
+
+from app.errors import ErrorCode, RequestRejected
+
+
+def _too_large(max_bytes: int) -> RequestRejected:
+    return RequestRejected(
+        f"request body exceeds {max_bytes} bytes", code=ErrorCode.BODY_TOO_LARGE, field="body"
+    )
+
+
+async def read_limited_body(request: Request, max_bytes: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+        raise _too_large(max_bytes)
+    chunks: list[bytes] = []
+    received = 0
+    async for chunk in request.stream():
+        received += len(chunk)
+        if received > max_bytes:
+            raise _too_large(max_bytes)
+        chunks.append(chunk)
+    return b"".join(chunks)

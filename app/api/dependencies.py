@@ -1,0 +1,30 @@
+"""What routes may reach: the `Services` the lifespan built, one typed object."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from app.config import Settings
+from app.pipeline.batcher import Batcher
+from app.pipeline.ingest import IngestService
+from app.storage.repository import EventRepository
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    settings: Settings
+    repository: EventRepository
+    batcher: Batcher
+    ingest: IngestService
+    schema_head: str | None  # the Alembic revision this code expects
+
+
+def get_services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]

@@ -1,0 +1,152 @@
+"""`POST /ingest`: the HTTP edge. Reads, decodes, hands over, maps the answer to a status.
+
+Status: 200 when no event was rejected; 207 when some were; 422 when every event was;
+202 with `?ack=enqueued` (or `Prefer: respond-async`); 400/413/415/422 for an unusable
+request; 429/503 with `Retry-After` when the events cannot be taken now. A 2xx other
+than 202 is sent only after every event it reports as stored or duplicate is committed.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import orjson
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.responses import Response
+from pydantic import BaseModel
+
+from app.api.body import read_limited_body
+from app.api.dependencies import ServicesDep
+from app.api.problems import PROBLEM_JSON
+from app.pipeline.events import Outcome, Transport
+from app.pipeline.ingest import AckMode, EventResult, IngestReport
+from app.sources.http import BATCH, JSON, STRUCTURED, decode_request
+
+router = APIRouter(tags=["ingest"])
+
+
+class EventResultModel(BaseModel):
+    index: int
+    status: Literal["stored", "duplicate", "rejected", "accepted"]
+    id: str | None = None
+    source: str | None = None
+    code: str | None = None
+    field: str | None = None
+    message: str | None = None
+
+
+class IngestResponseModel(BaseModel):
+    stored: int
+    duplicate: int
+    rejected: int
+    accepted: int
+    results: list[EventResultModel]
+
+
+class ProblemModel(BaseModel):
+    type: str
+    title: str
+    status: int
+    code: str
+    detail: str
+    field: str | None = None
+
+
+_EVENT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["specversion", "id", "source", "type"],
+    "properties": {
+        "specversion": {"type": "string", "enum": ["1.0"]},
+        "id": {"type": "string", "minLength": 1},
+        "source": {"type": "string", "minLength": 1},
+        "type": {"type": "string", "minLength": 1},
+        "time": {"type": "string", "format": "date-time"},
+        "subject": {"type": "string"},
+        "datacontenttype": {"type": "string"},
+        "dataschema": {"type": "string"},
+        "data": {},
+    },
+    "additionalProperties": True,
+}
+_PROBLEM = {
+    "description": "problem",
+    "content": {PROBLEM_JSON: {"schema": ProblemModel.model_json_schema()}},
+}
+_REQUEST_BODY = {
+    "required": True,
+    "content": {
+        STRUCTURED: {"schema": _EVENT_SCHEMA},
+        BATCH: {"schema": {"type": "array", "items": _EVENT_SCHEMA}},
+        JSON: {"schema": {"oneOf": [_EVENT_SCHEMA, {"type": "array", "items": _EVENT_SCHEMA}]}},
+    },
+}
+
+
+@router.post(
+    "/ingest",
+    summary="Ingest CloudEvents (structured, batched or binary mode)",
+    response_model=IngestResponseModel,
+    responses={
+        202: {"model": IngestResponseModel, "description": "buffered, not yet committed"},
+        207: {"model": IngestResponseModel, "description": "some events were rejected"},
+        400: _PROBLEM,
+        413: _PROBLEM,
+        415: _PROBLEM,
+        422: {"description": "every event was rejected, or the request is unusable"},
+        429: _PROBLEM,
+        503: _PROBLEM,
+    },
+    openapi_extra={"requestBody": _REQUEST_BODY},
+)
+async def ingest(
+    request: Request,
+    services: ServicesDep,
+    ack: Annotated[AckMode, Query(description="`enqueued`: answer 202 once buffered")] = (
+        AckMode.COMMITTED
+    ),
+    prefer: Annotated[str | None, Header()] = None,
+) -> Response:
+    limits = services.settings.limits
+    body = await read_limited_body(request, limits.max_body_bytes)
+    candidates = decode_request(request.headers, body, limits, transport=Transport.HTTP)
+    if prefer is not None and "respond-async" in prefer.lower():
+        ack = AckMode.ENQUEUED
+    report = await services.ingest.ingest(candidates, transport=Transport.HTTP, ack=ack)
+    return Response(
+        orjson.dumps(render_report(report)),
+        status_code=status_for(report, ack),
+        media_type="application/json",
+    )
+
+
+def status_for(report: IngestReport, ack: AckMode) -> int:
+    rejected = report.count(Outcome.REJECTED)
+    if report.results and rejected == len(report.results):
+        return 422
+    if ack is AckMode.ENQUEUED:
+        return 202
+    return 207 if rejected else 200
+
+
+def render_report(report: IngestReport) -> dict[str, Any]:
+    return {
+        "stored": report.count(Outcome.STORED),
+        "duplicate": report.count(Outcome.DUPLICATE),
+        "rejected": report.count(Outcome.REJECTED),
+        "accepted": report.count(Outcome.ACCEPTED),
+        "results": [_render_result(index, result) for index, result in enumerate(report.results)],
+    }
+
+
+def _render_result(index: int, result: EventResult) -> dict[str, Any]:
+    rendered: dict[str, Any] = {
+        "index": index,
+        "status": result.status.value,
+        "id": result.id,
+        "source": result.source,
+    }
+    if result.rejection is not None:
+        rendered["code"] = result.rejection.code.value
+        rendered["field"] = result.rejection.field
+        rendered["message"] = result.rejection.message
+    return rendered

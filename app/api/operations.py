@@ -1,0 +1,74 @@
+"""Probes and metrics: `/health/live`, `/health/ready`, `/health`, `/metrics`.
+
+- live: the process can make progress (its batching loop runs); failing it asks for a
+  restart, so it never depends on the database;
+- ready: it can take events now: database reachable, schema at the migration head,
+  batching loop alive, not draining; failing it takes the pod out of the load balancer;
+- `/health`: both, with each component's detail, for humans and dashboards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import orjson
+from fastapi import APIRouter
+from fastapi.responses import Response
+
+from app.api.dependencies import Services, ServicesDep
+from app.errors import SluiceError
+from app.observability import metrics
+
+router = APIRouter(tags=["operations"])
+
+_PROBE_TIMEOUT_S = 2.0
+
+
+async def _database(services: Services) -> dict[str, Any]:
+    try:
+        revision = await asyncio.wait_for(
+            services.repository.schema_revision(probe_timeout_s=_PROBE_TIMEOUT_S),
+            _PROBE_TIMEOUT_S + 0.5,
+        )
+    except (SluiceError, TimeoutError) as exc:
+        return {"ok": False, "error": type(exc).__name__}
+    at_head = revision == services.schema_head
+    return {"ok": at_head, "revision": revision, "expected_revision": services.schema_head}
+
+
+def _batcher(services: Services) -> dict[str, Any]:
+    batcher = services.batcher
+    return {"ok": batcher.accepting, "alive": batcher.alive, "buffered_events": batcher.held_events}
+
+
+def _json(body: dict[str, Any], ok: bool) -> Response:
+    return Response(
+        orjson.dumps(body), status_code=200 if ok else 503, media_type="application/json"
+    )
+
+
+@router.get("/health/live", summary="Liveness: the batching loop runs")
+async def live(services: ServicesDep) -> Response:
+    batcher = _batcher(services)
+    return _json(
+        {"status": "ok" if batcher["ok"] else "failing", "batcher": batcher}, batcher["ok"]
+    )
+
+
+@router.get("/health/ready", summary="Readiness: events can be taken and committed now")
+async def ready(services: ServicesDep) -> Response:
+    return await health(services)
+
+
+@router.get("/health", summary="Liveness and readiness with component detail")
+async def health(services: ServicesDep) -> Response:
+    components = {"database": await _database(services), "batcher": _batcher(services)}
+    ok = all(component["ok"] for component in components.values())
+    return _json({"status": "ok" if ok else "failing", "components": components}, ok)
+
+
+@router.get("/metrics", summary="Prometheus metrics (text format 0.0.4)")
+async def prometheus_metrics() -> Response:
+    body, content_type = metrics.exposition()
+    return Response(body, media_type=content_type)

@@ -1,0 +1,118 @@
+"""`python -m app <command>`: serve | migrate | downgrade | maintain.
+
+`serve` runs uvicorn (one process, for development) or, with `--workers N`, gunicorn with
+uvicorn workers and `gunicorn.conf.py` (production). With no `DATABASE_URL` outside
+production it starts the embedded PostgreSQL first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Sequence
+
+import uvicorn
+
+from app.clock import utc_now
+from app.config import Environment, Settings
+from app.observability.logging import configure_logging, logging_config
+from app.storage import migrations
+from app.storage.database import create_pool
+from app.storage.embedded import ensure_database, start_embedded
+from app.storage.maintenance import maintain
+from app.storage.repository import EventRepository
+
+GUNICORN_CONF = migrations.PROJECT_ROOT / "gunicorn.conf.py"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    settings = Settings()
+    configure_logging(settings.log_level)
+    handler = {
+        "serve": _serve,
+        "migrate": _migrate,
+        "downgrade": _downgrade,
+        "maintain": _maintain,
+    }[args.command]
+    return handler(args, settings)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m app", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="serve the HTTP API")
+    serve.add_argument("--host", help="bind address (default: SLUICE_HOST, 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (default: SLUICE_PORT, 8000)")
+    serve.add_argument("--workers", type=int, default=0, help="N > 0: gunicorn with N workers")
+    serve.add_argument("--migrate", action="store_true", help="apply migrations before serving")
+    migrate = commands.add_parser("migrate", help="upgrade the schema (default: to head)")
+    migrate.add_argument("revision", nargs="?", default="head")
+    downgrade = commands.add_parser("downgrade", help="downgrade the schema")
+    downgrade.add_argument("revision", help="target revision, or 'base' for an empty schema")
+    commands.add_parser("maintain", help="create partitions ahead; trim expired idempotency keys")
+    return parser
+
+
+def _database_url(settings: Settings, *, keep_running: bool) -> str:
+    if settings.database_url is not None:
+        return settings.database_url
+    if settings.env is Environment.PRODUCTION:
+        raise SystemExit("DATABASE_URL must be set when SLUICE_ENV=production")
+    url = start_embedded(settings.db.embedded_dir, keep_running=keep_running)
+    asyncio.run(ensure_database(url))
+    return url
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    host = args.host or settings.host
+    port = args.port if args.port is not None else settings.port
+    # gunicorn replaces this process, so nothing would stop the embedded server on exit.
+    url = _database_url(settings, keep_running=args.workers > 0)
+    if args.migrate:
+        migrations.upgrade(url)
+    os.environ["DATABASE_URL"] = url
+    if args.workers > 0:
+        os.environ.update(
+            SLUICE_HOST=host, SLUICE_PORT=str(port), WEB_CONCURRENCY=str(args.workers)
+        )
+        gunicorn = [sys.executable, "-m", "gunicorn", "-c", str(GUNICORN_CONF)]
+        os.execv(sys.executable, [*gunicorn, "app.main:create_app_from_environment()"])  # noqa: S606
+    uvicorn.run(
+        "app.main:create_app_from_environment",
+        factory=True,
+        host=host,
+        port=port,
+        log_config=logging_config(settings.log_level),
+        timeout_graceful_shutdown=int(settings.batch.ack_timeout_s) + 5,
+    )
+    return 0
+
+
+def _migrate(args: argparse.Namespace, settings: Settings) -> int:
+    migrations.upgrade(_database_url(settings, keep_running=False), args.revision)
+    return 0
+
+
+def _downgrade(args: argparse.Namespace, settings: Settings) -> int:
+    migrations.downgrade(_database_url(settings, keep_running=False), args.revision)
+    return 0
+
+
+def _maintain(_: argparse.Namespace, settings: Settings) -> int:
+    async def run() -> None:
+        pool = await create_pool(_database_url(settings, keep_running=False), settings.db)
+        try:
+            report = await maintain(EventRepository(pool), settings.db, utc_now())
+        finally:
+            await pool.close()
+        print(
+            f"partitions created: {len(report.partitions_created)} "
+            f"(ready until {report.partitions_ready_until.isoformat()}); "
+            f"idempotency keys trimmed: {report.event_keys_trimmed}"
+        )
+
+    asyncio.run(run())
+    return 0

@@ -1,0 +1,115 @@
+"""Settings, read once from the environment (and `.env`) by pydantic-settings.
+
+`DATABASE_URL` keeps its conventional name; everything else is `SLUICE_*`. Settings are
+grouped by concern, each group with its own prefix, so the environment stays flat
+(`SLUICE_BATCH_MAX_SIZE`) while the code reads `settings.batch.max_size`.
+`.env.example` lists every variable with a comment; a test keeps the two in step.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+#: Used only outside production, so `make run` works with no secrets; the service logs a
+#: warning when it falls back to it and refuses to start in production.
+DEVELOPMENT_PSEUDONYM_KEY = "sluice-development-key-not-secret"
+
+
+class Environment(StrEnum):
+    DEVELOPMENT = "development"
+    TEST = "test"
+    PRODUCTION = "production"
+
+
+class _Group(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
+
+
+class LimitSettings(_Group):
+    """What one request may carry; beyond it the request or the event is refused."""
+
+    model_config = SettingsConfigDict(env_prefix="SLUICE_LIMIT_")
+
+    max_body_bytes: int = Field(1024 * 1024, ge=1024)
+    max_events_per_request: int = Field(1000, ge=1)
+    max_event_bytes: int = Field(64 * 1024, ge=256)
+    max_attribute_chars: int = Field(1024, ge=64, le=2048)
+
+
+class BatchSettings(_Group):
+    """The in-memory buffer and the batching loop that drains it into PostgreSQL."""
+
+    model_config = SettingsConfigDict(env_prefix="SLUICE_BATCH_")
+
+    max_size: int = Field(500, ge=1)
+    max_delay_ms: float = Field(10.0, ge=0)
+    write_concurrency: int = Field(2, ge=1)
+    buffer_max_events: int = Field(20_000, ge=1)
+    buffer_max_bytes: int = Field(64 * 1024 * 1024, ge=1024)
+    ack_timeout_s: float = Field(10.0, gt=0)
+    retry_after_s: int = Field(1, ge=1)
+    retry_max_backoff_s: float = Field(2.0, gt=0)
+
+    @property
+    def max_delay(self) -> timedelta:
+        return timedelta(milliseconds=self.max_delay_ms)
+
+
+class DatabaseSettings(_Group):
+    """Connection pool and table upkeep; the URL itself is `DATABASE_URL`."""
+
+    model_config = SettingsConfigDict(env_prefix="SLUICE_DB_")
+
+    pool_min_size: int = Field(2, ge=1)
+    pool_max_size: int = Field(10, ge=1)
+    command_timeout_s: float = Field(30.0, gt=0)
+    connect_timeout_s: float = Field(5.0, gt=0)
+    partition_width: Literal["day", "week", "month"] = "day"
+    partitions_ahead: int = Field(3, ge=1)
+    dedup_window_days: int = Field(31, ge=1)
+    maintenance_interval_s: float = Field(3600.0, gt=0)
+    embedded_dir: str = ".data/postgres"
+
+
+class PrivacySettings(_Group):
+    """Keys for pseudonymizing subjects (the full policy engine plugs in here later)."""
+
+    model_config = SettingsConfigDict(env_prefix="SLUICE_PRIVACY_")
+
+    pseudonym_key: SecretStr | None = None
+    pseudonym_key_id: str = Field("k1", pattern=r"^[A-Za-z0-9_-]{1,16}$")
+
+
+class Settings(_Group):
+    model_config = SettingsConfigDict(env_prefix="SLUICE_")
+
+    env: Environment = Environment.DEVELOPMENT
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    log_level: str = "INFO"
+    database_url: str | None = Field(None, validation_alias="DATABASE_URL")
+
+    limits: LimitSettings = Field(default_factory=LimitSettings)
+    batch: BatchSettings = Field(default_factory=BatchSettings)
+    db: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    privacy: PrivacySettings = Field(default_factory=PrivacySettings)
+
+    @model_validator(mode="after")
+    def _production_needs_secrets(self) -> Settings:
+        if self.env is Environment.PRODUCTION and self.privacy.pseudonym_key is None:
+            raise ValueError(
+                "SLUICE_PRIVACY_PSEUDONYM_KEY must be set when SLUICE_ENV=production: "
+                "without it subjects would be pseudonymized with a public key"
+            )
+        return self
+
+    @property
+    def pseudonym_key(self) -> bytes:
+        key = self.privacy.pseudonym_key
+        raw = key.get_secret_value() if key is not None else DEVELOPMENT_PSEUDONYM_KEY
+        return raw.encode()

@@ -1,0 +1,128 @@
+"""Every failure Sluice reports, with the code a machine can branch on.
+
+The tree::
+
+    SluiceError                      one root: `except SluiceError` catches only ours
+    ├── InvalidInput                 the input is wrong; retrying it cannot help
+    │   └── RequestRejected          the request as a whole is unusable (400/413/415/422)
+    └── Retryable                    the service cannot take it *now*; try again later
+        ├── BufferFull               429: the in-memory buffer is at capacity
+        ├── ShuttingDown             503: the process is draining for exit
+        └── StorageUnavailable       503: PostgreSQL failed past the retry budget
+
+A single event that is refused is not an exception: it is an `EventRejection` value in
+the per-event results (and a quarantine row), so one bad event never fails its batch.
+
+`ErrorCode` is the shared taxonomy: each code knows its HTTP status and whether a retry
+can succeed. Foreign errors (asyncpg, orjson, pydantic) are mapped to these at the edge
+that meets them, with `raise ... from exc`, and never leave that module unmapped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class ErrorCode(StrEnum):
+    MALFORMED_JSON = "request.malformed_json"
+    UNSUPPORTED_MEDIA_TYPE = "request.unsupported_media_type"
+    BODY_TOO_LARGE = "request.body_too_large"
+    TOO_MANY_EVENTS = "request.too_many_events"
+    NOT_AN_EVENT = "request.not_an_event"
+    INVALID_PARAMETER = "request.invalid_parameter"
+    NOT_FOUND = "request.not_found"
+    METHOD_NOT_ALLOWED = "request.method_not_allowed"
+    MISSING_ATTRIBUTE = "envelope.missing_attribute"
+    BAD_SPECVERSION = "envelope.bad_specversion"
+    INVALID_ATTRIBUTE = "envelope.invalid_attribute"
+    INVALID_ATTRIBUTE_NAME = "envelope.invalid_attribute_name"
+    NUL_CHARACTER = "envelope.nul_character"
+    EVENT_TOO_LARGE = "size.event_too_large"
+    ATTRIBUTE_TOO_LONG = "size.attribute_too_long"
+    STORAGE_REFUSED_VALUE = "storage.refused_value"
+    BUFFER_FULL = "transient.buffer_full"
+    DATABASE_UNAVAILABLE = "transient.database"
+    SHUTTING_DOWN = "transient.shutting_down"
+
+    @property
+    def http_status(self) -> int:
+        return _STATUS[self]
+
+    @property
+    def retryable(self) -> bool:
+        return self.value.startswith("transient.")
+
+
+# Per-event codes map to 422: the status of a request whose every event was refused.
+_STATUS: dict[ErrorCode, int] = {
+    ErrorCode.MALFORMED_JSON: 400,
+    ErrorCode.UNSUPPORTED_MEDIA_TYPE: 415,
+    ErrorCode.BODY_TOO_LARGE: 413,
+    ErrorCode.TOO_MANY_EVENTS: 413,
+    ErrorCode.NOT_AN_EVENT: 422,
+    ErrorCode.INVALID_PARAMETER: 422,
+    ErrorCode.NOT_FOUND: 404,
+    ErrorCode.METHOD_NOT_ALLOWED: 405,
+    ErrorCode.MISSING_ATTRIBUTE: 422,
+    ErrorCode.BAD_SPECVERSION: 422,
+    ErrorCode.INVALID_ATTRIBUTE: 422,
+    ErrorCode.INVALID_ATTRIBUTE_NAME: 422,
+    ErrorCode.NUL_CHARACTER: 422,
+    ErrorCode.EVENT_TOO_LARGE: 422,
+    ErrorCode.ATTRIBUTE_TOO_LONG: 422,
+    ErrorCode.STORAGE_REFUSED_VALUE: 422,
+    ErrorCode.BUFFER_FULL: 429,
+    ErrorCode.DATABASE_UNAVAILABLE: 503,
+    ErrorCode.SHUTTING_DOWN: 503,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class EventRejection:
+    """Why one event was refused. `field` names an attribute or path, never a value."""
+
+    code: ErrorCode
+    field: str | None
+    message: str
+
+
+class SluiceError(Exception):
+    code: ErrorCode
+
+    def __init__(self, message: str, *, code: ErrorCode, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.field = field
+
+
+class InvalidInput(SluiceError):
+    pass
+
+
+class RequestRejected(InvalidInput):
+    pass
+
+
+class Retryable(SluiceError):
+    def __init__(self, message: str, *, code: ErrorCode, retry_after_s: int = 1) -> None:
+        super().__init__(message, code=code)
+        self.retry_after_s = retry_after_s
+
+
+class BufferFull(Retryable):
+    def __init__(self, message: str = "ingest buffer is full", *, retry_after_s: int = 1) -> None:
+        super().__init__(message, code=ErrorCode.BUFFER_FULL, retry_after_s=retry_after_s)
+
+
+class ShuttingDown(Retryable):
+    def __init__(
+        self, message: str = "service is shutting down", *, retry_after_s: int = 1
+    ) -> None:
+        super().__init__(message, code=ErrorCode.SHUTTING_DOWN, retry_after_s=retry_after_s)
+
+
+class StorageUnavailable(Retryable):
+    def __init__(self, message: str = "database unavailable", *, retry_after_s: int = 1) -> None:
+        super().__init__(message, code=ErrorCode.DATABASE_UNAVAILABLE, retry_after_s=retry_after_s)

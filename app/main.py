@@ -1,0 +1,105 @@
+"""The application factory and its lifespan, which owns every resource.
+
+Start-up, in order: connection pool → partitions for now and ahead → batching loop →
+periodic maintenance. Shutdown in reverse: maintenance stops, the batcher refuses new
+events and flushes every buffered one, then the pool closes. Nothing connects at import.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from app.api import ingest, operations
+from app.api.dependencies import Services
+from app.api.problems import install_problem_handlers
+from app.clock import utc_now
+from app.config import DEVELOPMENT_PSEUDONYM_KEY, Settings
+from app.observability.logging import configure_logging
+from app.pipeline.anonymize import SubjectPseudonymizer
+from app.pipeline.batcher import Batcher
+from app.pipeline.ingest import IngestService
+from app.pipeline.writer import BatchWriter
+from app.storage.database import create_pool
+from app.storage.maintenance import run_periodically
+from app.storage.migrations import head_revision
+from app.storage.repository import EventRepository
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    app = FastAPI(
+        title="Sluice",
+        summary="Durable CloudEvents ingestion into PostgreSQL",
+        version="0.1.0",
+        lifespan=_lifespan,
+    )
+    app.state.settings = settings
+    install_problem_handlers(app)
+    app.include_router(ingest.router)
+    app.include_router(operations.router)
+    return app
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings: Settings = app.state.settings
+    if settings.database_url is None:
+        raise RuntimeError("DATABASE_URL is not set (python -m app serve starts an embedded one)")
+    if settings.privacy.pseudonym_key is None:
+        log.warning(
+            "SLUICE_PRIVACY_PSEUDONYM_KEY is unset: subjects are pseudonymized with the "
+            "public development key %r; set a secret key before storing real data",
+            DEVELOPMENT_PSEUDONYM_KEY,
+        )
+    pool = await create_pool(settings.database_url, settings.db)
+    try:
+        repository = EventRepository(pool)
+        writer = BatchWriter(
+            repository, settings.db, max_backoff_s=settings.batch.retry_max_backoff_s
+        )
+        await writer.ensure_partitions()
+        batcher = Batcher(
+            writer.write,
+            max_size=settings.batch.max_size,
+            max_delay_s=settings.batch.max_delay.total_seconds(),
+            write_concurrency=settings.batch.write_concurrency,
+            max_events=settings.batch.buffer_max_events,
+            max_bytes=settings.batch.buffer_max_bytes,
+            retry_after_s=settings.batch.retry_after_s,
+        )
+        batcher.start()
+        anonymizer = SubjectPseudonymizer(
+            key=settings.pseudonym_key, key_id=settings.privacy.pseudonym_key_id
+        )
+        app.state.services = Services(
+            settings=settings,
+            repository=repository,
+            batcher=batcher,
+            ingest=IngestService(batcher, anonymizer, limits=settings.limits, batch=settings.batch),
+            schema_head=head_revision(),
+        )
+        maintenance = asyncio.create_task(run_periodically(repository, settings.db, utc_now))
+        try:
+            yield
+        finally:
+            maintenance.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await maintenance
+            await batcher.close()
+    finally:
+        await pool.close()
+
+
+def create_app_from_environment() -> FastAPI:
+    """The factory uvicorn and gunicorn import; configures logging first."""
+    settings = Settings()
+    configure_logging(settings.log_level)
+    return create_app(settings)

@@ -1,0 +1,48 @@
+"""JSON logs: one object per line on stderr, for our loggers and uvicorn's alike.
+
+Log calls pass structured fields through `extra=`; by convention they carry codes,
+counts and names, never event data or raw subjects.
+"""
+
+from __future__ import annotations
+
+import logging.config
+from typing import Any
+
+from pythonjsonlogger.core import RESERVED_ATTRS
+
+_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
+
+
+def logging_config(level: str = "INFO") -> dict[str, Any]:
+    """A `dictConfig` mapping; also handed to uvicorn and gunicorn so every line is JSON."""
+    handler = {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {
+            "json": {
+                "()": "pythonjsonlogger.json.JsonFormatter",
+                "format": _FORMAT,
+                "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+                # uvicorn adds an ANSI-coloured copy of each message; JSON needs no colour.
+                "reserved_attrs": [*RESERVED_ATTRS, "color_message"],
+            }
+        },
+        "handlers": {"default": handler},
+        "root": {"handlers": ["default"], "level": level.upper()},
+        "loggers": {
+            name: {"handlers": [], "propagate": True, "level": level.upper()}
+            for name in (
+                "uvicorn",
+                "uvicorn.error",
+                "uvicorn.access",
+                "gunicorn.error",
+                "gunicorn.access",
+            )
+        },
+    }
+
+
+def configure_logging(level: str = "INFO") -> None:
+    logging.config.dictConfig(logging_config(level))

@@ -1,0 +1,226 @@
+"""The bounded buffer and the one batching loop per process that drains it.
+
+Sources `submit()` a request's worth of writables and get a `Submission` back: a waiter
+that resolves, per event, only after the transaction holding the event has committed.
+The loop cuts a batch when `max_size` events wait or the oldest has waited `max_delay`,
+and runs up to `write_concurrency` flushes at once; events arriving while every flush
+slot is busy simply join the next batch, so concurrent requests share one commit.
+
+Backpressure is part of the contract: a submission that would take the buffer past its
+event or byte capacity is refused whole with `BufferFull`, and a closing batcher refuses
+with `ShuttingDown`. Capacity is released when a batch *finishes*, so events in flight
+count against memory too. A failed flush fails exactly the submissions it held; nothing
+else is lost, and no submission is resolved twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+from app.clock import MonotonicClock, monotonic
+from app.errors import BufferFull, Retryable, ShuttingDown, StorageUnavailable
+from app.observability import metrics
+from app.pipeline.events import Outcome, Transport, Writable
+
+log = logging.getLogger(__name__)
+
+#: Writes one batch and returns an outcome per writable, in order. Raises `Retryable`
+#: when the batch could not be committed before `deadline` (a `Clock` reading).
+FlushFunction = Callable[[Sequence[Writable], float], Awaitable[Sequence[Outcome]]]
+
+
+class Submission:
+    """The waiter for one request's events; resolved once every event has an outcome."""
+
+    __slots__ = ("_future", "_remaining", "deadline", "detached", "outcomes", "transport")
+
+    def __init__(
+        self, transport: Transport, count: int, deadline: float, *, detached: bool
+    ) -> None:
+        self.transport = transport
+        self.deadline = deadline
+        self.detached = detached  # nobody waits (`?ack=enqueued`): failures are only counted
+        self.outcomes: list[Outcome | None] = [None] * count
+        self._remaining = count
+        self._future: asyncio.Future[list[Outcome]] = asyncio.get_running_loop().create_future()
+        if count == 0:
+            self._future.set_result([])
+
+    async def wait(self, within_s: float) -> list[Outcome]:
+        """The outcomes, or `StorageUnavailable` if they are not committed `within_s`.
+
+        Shielded: a client that goes away does not cancel its events' write.
+        """
+        try:
+            return await asyncio.wait_for(asyncio.shield(self._future), within_s)
+        except TimeoutError:
+            raise StorageUnavailable("events were not committed in time") from None
+
+    def _resolve(self, index: int, outcome: Outcome) -> None:
+        if self._future.done():
+            return
+        self.outcomes[index] = outcome
+        self._remaining -= 1
+        if self._remaining == 0:
+            self._future.set_result([o for o in self.outcomes if o is not None])
+
+    def _fail(self, error: Retryable) -> None:
+        if self._future.done():
+            return
+        if self.detached:
+            lost = sum(1 for outcome in self.outcomes if outcome is None)
+            metrics.EVENTS_LOST.labels(source=self.transport).inc(lost)
+            log.error("buffered events lost", extra={"events": lost, "code": str(error.code)})
+            self._future.cancel()
+            return
+        self._future.set_exception(error)
+
+
+@dataclass(slots=True)
+class _Pending:
+    payload: Writable
+    submission: Submission
+    index: int
+    enqueued_at: float
+
+
+class Batcher:
+    def __init__(
+        self,
+        flush: FlushFunction,
+        *,
+        max_size: int,
+        max_delay_s: float,
+        write_concurrency: int,
+        max_events: int,
+        max_bytes: int,
+        retry_after_s: int = 1,
+        clock: MonotonicClock = monotonic,
+    ) -> None:
+        self._flush = flush
+        self._max_size = max_size
+        self._max_delay_s = max_delay_s
+        self._max_events = max_events
+        self._max_bytes = max_bytes
+        self._retry_after_s = retry_after_s
+        self._clock = clock
+        self._queue: deque[_Pending] = deque()
+        self._held_events = 0  # queued plus in flight
+        self._held_bytes = 0
+        self._slots = asyncio.Semaphore(write_concurrency)
+        self._wakeup = asyncio.Event()
+        self._closing = False
+        self._loop_task: asyncio.Task[None] | None = None
+        self._flushes: set[asyncio.Task[None]] = set()
+
+    @property
+    def alive(self) -> bool:
+        return self._loop_task is not None and not self._loop_task.done()
+
+    @property
+    def accepting(self) -> bool:
+        return self.alive and not self._closing
+
+    @property
+    def held_events(self) -> int:
+        return self._held_events
+
+    def start(self) -> None:
+        self._loop_task = asyncio.create_task(self._run(), name="sluice-batcher")
+
+    def submit(
+        self,
+        payloads: Sequence[Writable],
+        transport: Transport,
+        *,
+        deadline: float,
+        detached: bool = False,
+    ) -> Submission:
+        """Buffer `payloads` whole or not at all; raises `BufferFull` or `ShuttingDown`."""
+        if self._closing or not self.alive:
+            raise ShuttingDown(retry_after_s=self._retry_after_s)
+        size = sum(payload.size for payload in payloads)
+        if (
+            self._held_events + len(payloads) > self._max_events
+            or self._held_bytes + size > self._max_bytes
+        ):
+            metrics.BUFFER_REFUSALS.labels(source=transport).inc()
+            raise BufferFull(retry_after_s=self._retry_after_s)
+        submission = Submission(transport, len(payloads), deadline, detached=detached)
+        was_empty = not self._queue
+        now = self._clock()
+        for index, payload in enumerate(payloads):
+            self._queue.append(_Pending(payload, submission, index, now))
+        self._held_events += len(payloads)
+        self._held_bytes += size
+        self._publish_depth()
+        if was_empty or len(self._queue) >= self._max_size:
+            self._wakeup.set()
+        return submission
+
+    async def close(self) -> None:
+        """Refuse new submissions, flush everything buffered, wait for every flush."""
+        self._closing = True
+        self._wakeup.set()
+        if self._loop_task is not None:
+            await self._loop_task
+        while self._flushes:
+            await asyncio.gather(*self._flushes, return_exceptions=True)
+
+    async def _run(self) -> None:
+        while self._queue or not self._closing:
+            if not self._queue:
+                await self._sleep(None)
+                continue
+            if len(self._queue) < self._max_size and not self._closing:
+                wait = self._queue[0].enqueued_at + self._max_delay_s - self._clock()
+                if wait > 0:
+                    await self._sleep(wait)
+                    continue
+            await self._slots.acquire()
+            batch = [self._queue.popleft() for _ in range(min(self._max_size, len(self._queue)))]
+            task = asyncio.create_task(self._write(batch))
+            self._flushes.add(task)
+            task.add_done_callback(self._flushes.discard)
+
+    async def _sleep(self, seconds: float | None) -> None:
+        """Until `submit` or `close` wakes the loop, or `seconds` pass."""
+        self._wakeup.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wakeup.wait(), seconds)
+
+    async def _write(self, batch: list[_Pending]) -> None:
+        try:
+            deadline = min(pending.submission.deadline for pending in batch)
+            outcomes = await self._flush([pending.payload for pending in batch], deadline)
+        except Retryable as error:
+            self._fail(batch, error)
+        except Exception as exc:  # a bug must not strand waiters; they get a retryable 503
+            log.exception("flush failed unexpectedly")
+            self._fail(batch, StorageUnavailable(str(type(exc).__name__)))
+        else:
+            for pending, outcome in zip(batch, outcomes, strict=True):
+                metrics.count_outcome(outcome, pending.submission.transport)
+                pending.submission._resolve(pending.index, outcome)
+        finally:
+            self._release(batch)
+            self._slots.release()
+
+    def _fail(self, batch: list[_Pending], error: Retryable) -> None:
+        error.retry_after_s = self._retry_after_s
+        for submission in {id(p.submission): p.submission for p in batch}.values():
+            submission._fail(error)
+
+    def _release(self, batch: list[_Pending]) -> None:
+        self._held_events -= len(batch)
+        self._held_bytes -= sum(pending.payload.size for pending in batch)
+        self._publish_depth()
+
+    def _publish_depth(self) -> None:
+        metrics.BUFFER_EVENTS.set(self._held_events)
+        metrics.BUFFER_BYTES.set(self._held_bytes)

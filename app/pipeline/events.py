@@ -1,0 +1,118 @@
+"""The one event type every source produces, and what the pipeline turns it into.
+
+`CloudEvent` still carries the raw `subject`; `AnonymizedEvent` cannot, by construction,
+so only anonymized values can reach the repository. `QuarantineRecord` is a refused
+event reduced to what may be stored of it: attribute values that passed the edge's
+checks, never `data`, never a raw subject.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from app.errors import ErrorCode
+
+ExtensionValue = str | int | bool
+
+
+class Transport(StrEnum):
+    """How an event reached Sluice; a bounded label for metrics and quarantine rows."""
+
+    HTTP = "http"
+    PUBSUB = "pubsub"
+    AMQP = "amqp"
+
+
+class Outcome(StrEnum):
+    STORED = "stored"
+    DUPLICATE = "duplicate"
+    REJECTED = "rejected"
+    ACCEPTED = "accepted"  # buffered, not yet committed (`?ack=enqueued`)
+
+
+@dataclass(frozen=True, slots=True)
+class CloudEvent:
+    specversion: str
+    id: str
+    source: str
+    type: str
+    time: datetime | None
+    subject: str | None
+    datacontenttype: str | None
+    dataschema: str | None
+    data_json: str | None  # `data` serialized once, at the edge, as PostgreSQL will store it
+    data_is_base64: bool
+    extensions: dict[str, ExtensionValue]
+    size: int  # bytes, for limits and buffer accounting
+    transport: Transport
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.source, self.id)
+
+
+@dataclass(frozen=True, slots=True)
+class AnonymizedEvent:
+    specversion: str
+    id: str
+    source: str
+    type: str
+    time: datetime | None
+    subject_pseudonym: str | None
+    pseudonym_key_id: str | None
+    datacontenttype: str | None
+    dataschema: str | None
+    data_json: str | None
+    data_is_base64: bool
+    extensions_json: str
+    size: int
+    transport: Transport
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.source, self.id)
+
+
+@dataclass(frozen=True, slots=True)
+class QuarantineRecord:
+    transport: Transport
+    code: ErrorCode
+    field: str | None
+    message: str
+    source: str | None
+    event_id: str | None
+    type: str | None
+    subject_pseudonym: str | None
+    attributes_json: str  # safe attribute values and extension *names*, as JSON
+    size: int = 256
+
+
+Writable = AnonymizedEvent | QuarantineRecord
+
+
+@dataclass(frozen=True, slots=True)
+class BinaryData:
+    """`data` of a binary-mode event, already typed by its content type."""
+
+    json_text: str | None  # serialized for jsonb; None when the body was empty
+    is_base64: bool
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """One event as a source decoded it, before validation.
+
+    `raw` is what the wire held for this event: a JSON object's members in structured
+    mode (or anything else, which validation refuses), the attributes in binary mode,
+    where `binary_data` then carries the body.
+    """
+
+    raw: Any
+    transport: Transport
+    binary_data: BinaryData | None = None
+    # False when the source proved the wire bytes hold no NUL, sparing a walk of `raw`.
+    may_hold_nul: bool = True

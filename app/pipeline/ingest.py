@@ -1,0 +1,158 @@
+"""The way through, shared by every source: validate → anonymize → buffer → await commit.
+
+A source hands over decoded `Candidate`s; it gets back one `EventResult` per candidate, in
+order. Refused candidates become quarantine rows that travel in the same batch as the
+accepted events, so "rejected" is as durable an answer as "stored".
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+import orjson
+
+from app.clock import MonotonicClock, monotonic
+from app.config import BatchSettings, LimitSettings
+from app.errors import ErrorCode, EventRejection
+from app.observability import metrics
+from app.pipeline.anonymize import Anonymizer
+from app.pipeline.batcher import Batcher
+from app.pipeline.events import (
+    Candidate,
+    CloudEvent,
+    Outcome,
+    QuarantineRecord,
+    Transport,
+    Writable,
+)
+from app.pipeline.validate import safe_attributes, validate_candidate
+
+# How long past its batch deadline a waiter still waits for the write to report back.
+_WAIT_GRACE_S = 1.0
+
+_STORAGE_REFUSAL = EventRejection(
+    code=ErrorCode.STORAGE_REFUSED_VALUE,
+    field=None,
+    message="the database refused a value of this event",
+)
+
+
+class AckMode(StrEnum):
+    COMMITTED = "committed"  # answer after the commit (the default)
+    ENQUEUED = "enqueued"  # answer once buffered: faster, lost if the process dies
+
+
+@dataclass(frozen=True, slots=True)
+class EventResult:
+    status: Outcome
+    id: str | None
+    source: str | None
+    rejection: EventRejection | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class IngestReport:
+    results: list[EventResult]
+
+    def count(self, status: Outcome) -> int:
+        return sum(1 for result in self.results if result.status is status)
+
+
+class IngestService:
+    def __init__(
+        self,
+        batcher: Batcher,
+        anonymizer: Anonymizer,
+        *,
+        limits: LimitSettings,
+        batch: BatchSettings,
+        clock: MonotonicClock = monotonic,
+    ) -> None:
+        self._batcher = batcher
+        self._anonymizer = anonymizer
+        self._limits = limits
+        self._ack_timeout_s = batch.ack_timeout_s
+        self._clock = clock
+
+    async def ingest(
+        self, candidates: Sequence[Candidate], *, transport: Transport, ack: AckMode
+    ) -> IngestReport:
+        """Raises `BufferFull`/`ShuttingDown` before anything is buffered, or
+        `StorageUnavailable` when the commit did not happen in time."""
+        checked = [validate_candidate(candidate, self._limits) for candidate in candidates]
+        writables: list[Writable] = [
+            self._anonymizer.anonymize(outcome)
+            if isinstance(outcome, CloudEvent)
+            else self._quarantine_record(candidate, outcome)
+            for candidate, outcome in zip(candidates, checked, strict=True)
+        ]
+        submission = self._batcher.submit(
+            writables,
+            transport,
+            deadline=self._clock() + self._ack_timeout_s,
+            detached=ack is AckMode.ENQUEUED,
+        )
+        _count_received(transport, checked)
+        if ack is AckMode.ENQUEUED:
+            outcomes = [
+                Outcome.ACCEPTED if isinstance(outcome, CloudEvent) else Outcome.REJECTED
+                for outcome in checked
+            ]
+        else:
+            outcomes = await submission.wait(self._ack_timeout_s + _WAIT_GRACE_S)
+        return IngestReport(
+            [
+                _result(candidate, outcome, checked_as)
+                for candidate, outcome, checked_as in zip(
+                    candidates, outcomes, checked, strict=True
+                )
+            ]
+        )
+
+    def _quarantine_record(
+        self, candidate: Candidate, rejection: EventRejection
+    ) -> QuarantineRecord:
+        raw = candidate.raw if isinstance(candidate.raw, dict) else {}
+        subject = raw.get("subject")
+        return QuarantineRecord(
+            transport=candidate.transport,
+            code=rejection.code,
+            field=rejection.field,
+            message=rejection.message,
+            source=_safe_text(raw.get("source"), self._limits.max_attribute_chars),
+            event_id=_safe_text(raw.get("id"), self._limits.max_attribute_chars),
+            type=_safe_text(raw.get("type"), self._limits.max_attribute_chars),
+            subject_pseudonym=self._anonymizer.pseudonym(subject)
+            if isinstance(subject, str)
+            else None,
+            attributes_json=orjson.dumps(safe_attributes(raw, self._limits)).decode(),
+        )
+
+
+def _safe_text(value: object, max_chars: int) -> str | None:
+    if isinstance(value, str) and "\x00" not in value and len(value) <= max_chars:
+        return value
+    return None
+
+
+def _result(
+    candidate: Candidate, outcome: Outcome, checked: CloudEvent | EventRejection
+) -> EventResult:
+    raw = candidate.raw if isinstance(candidate.raw, dict) else {}
+    event_id = raw.get("id") if isinstance(raw.get("id"), str) else None
+    source = raw.get("source") if isinstance(raw.get("source"), str) else None
+    if isinstance(checked, EventRejection):
+        return EventResult(Outcome.REJECTED, event_id, source, checked)
+    if outcome is Outcome.REJECTED:
+        return EventResult(Outcome.REJECTED, event_id, source, _STORAGE_REFUSAL)
+    return EventResult(outcome, event_id, source)
+
+
+def _count_received(transport: Transport, checked: Sequence[CloudEvent | EventRejection]) -> None:
+    metrics.EVENTS_RECEIVED.labels(source=transport).inc(len(checked))
+    codes = Counter(c.code for c in checked if isinstance(c, EventRejection))
+    for code, count in codes.items():
+        metrics.EVENTS_REJECTED.labels(source=transport, code=code).inc(count)

@@ -1,0 +1,153 @@
+"""Turns one batch into one committed transaction, and the result into per-event outcomes.
+
+- Events repeated inside the batch are written once; the repeats are `duplicate`.
+- Events are sorted by `(source, id)` so concurrent batches lock keys in one order.
+- Transient database errors are retried with exponential backoff and full jitter
+  (tenacity) until the earliest waiter's deadline; then `StorageUnavailable` fails the
+  batch's waiters with 503. The statement is atomic: a retry never half-writes.
+- A value PostgreSQL refuses (a rare case the edge could not foresee) fails only its own
+  event: the batch is split in halves until the culprit stands alone; it is then
+  answered `rejected` with `storage.refused_value` and quarantined without its values.
+- Before writing into a time range with no partition yet, the partitions are created.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from datetime import datetime
+
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception_type,
+    wait_random_exponential,
+)
+
+from app.clock import MonotonicClock, WallClock, monotonic, utc_now
+from app.config import DatabaseSettings
+from app.errors import ErrorCode, StorageUnavailable
+from app.observability import metrics
+from app.pipeline.events import AnonymizedEvent, Outcome, QuarantineRecord, Writable
+from app.storage.maintenance import ensure_partitions_ahead
+from app.storage.repository import EventRepository, StorageRefusedBatch, TransientStorageError
+
+log = logging.getLogger(__name__)
+
+
+class BatchWriter:
+    def __init__(
+        self,
+        repository: EventRepository,
+        db: DatabaseSettings,
+        *,
+        max_backoff_s: float,
+        wall_clock: WallClock = utc_now,
+        clock: MonotonicClock = monotonic,
+    ) -> None:
+        self._repository = repository
+        self._db = db
+        self._max_backoff_s = max_backoff_s
+        self._wall_clock = wall_clock
+        self._clock = clock
+        self._partitions_ready_until: datetime | None = None
+
+    async def ensure_partitions(self) -> list[str]:
+        created, self._partitions_ready_until = await ensure_partitions_ahead(
+            self._repository, self._db, self._wall_clock()
+        )
+        return created
+
+    async def write(self, batch: Sequence[Writable], deadline: float) -> list[Outcome]:
+        started = self._clock()
+        metrics.BATCH_SIZE.observe(len(batch))
+        try:
+            return await self._write_isolating(list(batch), deadline)
+        finally:
+            metrics.FLUSH_DURATION.observe(self._clock() - started)
+
+    async def _write_isolating(self, batch: list[Writable], deadline: float) -> list[Outcome]:
+        try:
+            return await self._write_retrying(batch, deadline)
+        except StorageRefusedBatch:
+            if len(batch) == 1:
+                return await self._write_retrying([_refused(batch[0])], deadline)
+            middle = len(batch) // 2
+            first = await self._write_isolating(batch[:middle], deadline)
+            return first + await self._write_isolating(batch[middle:], deadline)
+
+    async def _write_retrying(self, batch: list[Writable], deadline: float) -> list[Outcome]:
+        retrying = AsyncRetrying(
+            retry=retry_if_exception_type(TransientStorageError),
+            wait=wait_random_exponential(multiplier=0.05, max=self._max_backoff_s),
+            stop=lambda state: self._past_deadline(state, deadline),
+            before_sleep=_count_retry,
+            reraise=True,
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    return await self._write_once(batch)
+        except TransientStorageError as exc:
+            metrics.FLUSH_FAILURES.inc()
+            raise StorageUnavailable("database unavailable past the retry budget") from exc
+        raise AssertionError("unreachable: tenacity either returns or reraises")
+
+    def _past_deadline(self, state: RetryCallState, deadline: float) -> bool:
+        upcoming = state.upcoming_sleep or 0.0
+        return self._clock() + upcoming >= deadline
+
+    async def _write_once(self, batch: list[Writable]) -> list[Outcome]:
+        received_at = self._wall_clock()
+        if self._partitions_ready_until is None or received_at >= self._partitions_ready_until:
+            await self.ensure_partitions()
+        unique: dict[tuple[str, str], AnonymizedEvent] = {}
+        quarantine: list[QuarantineRecord] = []
+        for item in batch:
+            if isinstance(item, QuarantineRecord):
+                quarantine.append(item)
+            else:
+                unique.setdefault(item.key, item)
+        events = [unique[key] for key in sorted(unique)]
+        new_keys = await self._repository.write_batch(events, quarantine, received_at=received_at)
+        return _outcomes(batch, new_keys)
+
+
+def _outcomes(batch: Sequence[Writable], new_keys: set[tuple[str, str]]) -> list[Outcome]:
+    outcomes: list[Outcome] = []
+    claimed: set[tuple[str, str]] = set()
+    for item in batch:
+        if isinstance(item, QuarantineRecord):
+            outcomes.append(Outcome.REJECTED)
+        elif item.key in new_keys and item.key not in claimed:
+            claimed.add(item.key)  # the first occurrence in the batch is the stored one
+            outcomes.append(Outcome.STORED)
+        else:
+            outcomes.append(Outcome.DUPLICATE)
+    return outcomes
+
+
+def _refused(item: Writable) -> QuarantineRecord:
+    """The quarantine row for a writable PostgreSQL refused: only values we generated."""
+    log.warning(
+        "database refused an event value", extra={"code": str(ErrorCode.STORAGE_REFUSED_VALUE)}
+    )
+    return QuarantineRecord(
+        transport=item.transport,
+        code=ErrorCode.STORAGE_REFUSED_VALUE,
+        field=None,
+        message="the database refused a value of this event",
+        source=None,
+        event_id=None,
+        type=None,
+        subject_pseudonym=None,
+        attributes_json="{}",
+    )
+
+
+def _count_retry(state: RetryCallState) -> None:
+    metrics.FLUSH_RETRIES.inc()
+    error = state.outcome.exception() if state.outcome else None
+    log.warning(
+        "retrying batch write", extra={"attempt": state.attempt_number, "error": str(error)}
+    )

@@ -1,0 +1,38 @@
+"""Connection URLs and the asyncpg pool.
+
+One `DATABASE_URL` serves two drivers: asyncpg on the hot path takes `postgresql://`,
+SQLAlchemy (Alembic) takes `postgresql+asyncpg://`. Both are derived here.
+"""
+
+from __future__ import annotations
+
+import asyncpg
+
+from app.config import DatabaseSettings
+
+_SCHEMES = ("postgresql+asyncpg://", "postgres://", "postgresql://")
+
+
+def asyncpg_dsn(url: str) -> str:
+    for scheme in _SCHEMES:
+        if url.startswith(scheme):
+            return "postgresql://" + url.removeprefix(scheme)
+    raise ValueError("DATABASE_URL must start with postgresql:// (or postgres://)")
+
+
+def sqlalchemy_url(url: str) -> str:
+    return "postgresql+asyncpg://" + asyncpg_dsn(url).removeprefix("postgresql://")
+
+
+async def create_pool(url: str, settings: DatabaseSettings) -> asyncpg.Pool:
+    pool = await asyncpg.create_pool(
+        asyncpg_dsn(url),
+        min_size=settings.pool_min_size,
+        max_size=max(settings.pool_min_size, settings.pool_max_size),
+        command_timeout=settings.command_timeout_s,
+        timeout=settings.connect_timeout_s,
+        server_settings={"application_name": "sluice"},
+    )
+    if pool is None:  # only a pool created without awaiting it is None
+        raise RuntimeError("asyncpg returned no pool")
+    return pool

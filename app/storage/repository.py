@@ -1,0 +1,214 @@
+"""All SQL Sluice runs, behind methods that speak in events, keys and partitions.
+
+Errors are mapped here, by SQLSTATE class, never by message text:
+
+- `StorageUnavailable(transient=True)`: the same statement may succeed if retried
+  (connection lost, serialization failure, deadlock, shutdown, timeouts);
+- `StorageRefusedBatch`: PostgreSQL refused a value in the batch (SQLSTATE classes 22,
+  23, 54); retrying the same rows cannot help, splitting the batch can;
+- `StorageUnavailable(transient=False)`: anything else (a missing table, say): not the
+  events' fault, not fixed by a retry; the waiters get 503 and an operator is needed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+
+import asyncpg
+
+from app.errors import StorageUnavailable
+from app.pipeline.events import AnonymizedEvent, QuarantineRecord
+from app.storage.partitions import PartitionRange
+
+log = logging.getLogger(__name__)
+
+_TRANSIENT_SQLSTATES = frozenset(
+    {
+        "40001",  # serialization_failure
+        "40P01",  # deadlock_detected
+        "55P03",  # lock_not_available
+        "57014",  # query_canceled (statement_timeout)
+        "57P01",  # admin_shutdown
+        "57P02",  # crash_shutdown
+        "57P03",  # cannot_connect_now
+        "53300",  # too_many_connections
+        "53100",  # disk_full: an operator can free space without losing the batch
+    }
+)
+_TRANSIENT_CLASSES = frozenset({"08"})  # connection_exception
+_REFUSED_CLASSES = frozenset({"22", "23", "54"})  # data exception, integrity, program limit
+_MAINTENANCE_LOCK = 0x51_0CE  # pg_advisory_xact_lock key shared by every Sluice process
+
+
+class StorageRefusedBatch(Exception):
+    """PostgreSQL refused a value in the batch; the batch was not written."""
+
+
+class TransientStorageError(StorageUnavailable):
+    pass
+
+
+# One statement, one round trip, one transaction: keys that are new claim their events'
+# rows; keys already present mean duplicates; refused events land in quarantine.
+WRITE_BATCH = """
+WITH incoming AS (
+    SELECT * FROM unnest(
+        $1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::text[],
+        $7::text[], $8::text[], $9::text[], $10::text[], $11::boolean[], $12::text[]
+    ) AS t(source, id, type, specversion, time, subject_pseudonym,
+           pseudonym_key_id, datacontenttype, dataschema, data, data_is_base64, extensions)
+),
+new_keys AS (
+    INSERT INTO event_keys (source, id, first_seen_at)
+    SELECT source, id, $13 FROM incoming
+    ON CONFLICT DO NOTHING
+    RETURNING source, id
+),
+stored AS (
+    INSERT INTO events (source, id, type, specversion, time, subject_pseudonym,
+                        pseudonym_key_id, datacontenttype, dataschema, data,
+                        data_is_base64, extensions, received_at)
+    SELECT i.source, i.id, i.type, i.specversion, i.time, i.subject_pseudonym,
+           i.pseudonym_key_id, i.datacontenttype, i.dataschema, i.data::jsonb,
+           i.data_is_base64, i.extensions::jsonb, $13
+    FROM incoming i JOIN new_keys k ON k.source = i.source AND k.id = i.id
+),
+quarantined AS (
+    INSERT INTO quarantine (received_at, transport, error_code, error_field, error_message,
+                            source, event_id, type, subject_pseudonym, attributes)
+    SELECT $13, q.transport, q.error_code, q.error_field, q.error_message,
+           q.source, q.event_id, q.type, q.subject_pseudonym, q.attributes::jsonb
+    FROM unnest($14::text[], $15::text[], $16::text[], $17::text[], $18::text[],
+                $19::text[], $20::text[], $21::text[], $22::text[])
+         AS q(transport, error_code, error_field, error_message, source, event_id, type,
+              subject_pseudonym, attributes)
+)
+SELECT source, id FROM new_keys
+"""
+
+
+def _is_transient(exc: BaseException) -> bool:
+    if isinstance(exc, asyncpg.PostgresError):
+        state = exc.sqlstate or ""
+        return state in _TRANSIENT_SQLSTATES or state[:2] in _TRANSIENT_CLASSES
+    # The connection itself failed: refused, reset, closed under us, or timed out.
+    return isinstance(
+        exc,
+        OSError | asyncio.TimeoutError | asyncpg.InterfaceError | asyncpg.PostgresConnectionError,
+    )
+
+
+@contextmanager
+def _mapped_errors(operation: str) -> Iterator[None]:
+    try:
+        yield
+    except StorageUnavailable:
+        raise
+    except Exception as exc:
+        if _is_transient(exc):
+            raise TransientStorageError(f"{operation}: {type(exc).__name__}") from exc
+        if isinstance(exc, asyncpg.PostgresError) and (exc.sqlstate or "")[:2] in _REFUSED_CLASSES:
+            raise StorageRefusedBatch(f"{operation}: SQLSTATE {exc.sqlstate}") from exc
+        if isinstance(exc, asyncpg.PostgresError):
+            log.error("database error", extra={"operation": operation, "sqlstate": exc.sqlstate})
+            raise StorageUnavailable(f"{operation}: SQLSTATE {exc.sqlstate}") from exc
+        raise
+
+
+class EventRepository:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def write_batch(
+        self,
+        events: Sequence[AnonymizedEvent],
+        quarantine: Sequence[QuarantineRecord],
+        *,
+        received_at: datetime,
+    ) -> set[tuple[str, str]]:
+        """Store new events and quarantine rows atomically; return the keys that were new.
+
+        `events` must hold each `(source, id)` at most once and should be sorted by it:
+        concurrent batches that claim overlapping keys in different orders deadlock.
+        """
+        with _mapped_errors("write_batch"):
+            rows = await self._pool.fetch(
+                WRITE_BATCH,
+                [e.source for e in events],
+                [e.id for e in events],
+                [e.type for e in events],
+                [e.specversion for e in events],
+                [e.time for e in events],
+                [e.subject_pseudonym for e in events],
+                [e.pseudonym_key_id for e in events],
+                [e.datacontenttype for e in events],
+                [e.dataschema for e in events],
+                [e.data_json for e in events],
+                [e.data_is_base64 for e in events],
+                [e.extensions_json for e in events],
+                received_at,
+                [str(q.transport) for q in quarantine],
+                [str(q.code) for q in quarantine],
+                [q.field for q in quarantine],
+                [q.message for q in quarantine],
+                [q.source for q in quarantine],
+                [q.event_id for q in quarantine],
+                [q.type for q in quarantine],
+                [q.subject_pseudonym for q in quarantine],
+                [q.attributes_json for q in quarantine],
+            )
+        return {(row["source"], row["id"]) for row in rows}
+
+    async def ensure_partitions(self, ranges: Sequence[PartitionRange]) -> list[str]:
+        """Create the missing partitions among `ranges`; return the names created.
+
+        Serialized across processes by an advisory lock, so replicas starting together
+        do not race on the same `CREATE TABLE`.
+        """
+        created: list[str] = []
+        with _mapped_errors("ensure_partitions"):
+            async with self._pool.acquire() as connection, connection.transaction():
+                await connection.execute("SELECT pg_advisory_xact_lock($1)", _MAINTENANCE_LOCK)
+                for partition in ranges:
+                    exists = await connection.fetchval(
+                        "SELECT to_regclass($1) IS NOT NULL", partition.name
+                    )
+                    if exists:
+                        continue
+                    # DDL takes no bind parameters; the name and bounds come from our own
+                    # arithmetic, never from input.
+                    await connection.execute(
+                        f'CREATE TABLE "{partition.name}" PARTITION OF events '
+                        f"FOR VALUES FROM ('{partition.start.isoformat()}') "
+                        f"TO ('{partition.end.isoformat()}')"
+                    )
+                    created.append(partition.name)
+        return created
+
+    async def trim_event_keys(self, *, older_than: datetime, chunk: int = 10_000) -> int:
+        """Forget idempotency keys first seen before `older_than`, in small transactions."""
+        total = 0
+        with _mapped_errors("trim_event_keys"):
+            while True:
+                status = await self._pool.execute(
+                    "DELETE FROM event_keys WHERE ctid = ANY(ARRAY("
+                    "SELECT ctid FROM event_keys WHERE first_seen_at < $1 LIMIT $2))",
+                    older_than,
+                    chunk,
+                )
+                deleted = int(status.rsplit(" ", 1)[-1])
+                total += deleted
+                if deleted < chunk:
+                    return total
+
+    async def schema_revision(self, *, probe_timeout_s: float) -> str | None:
+        """The applied Alembic revision; doubles as the readiness probe of the database."""
+        with _mapped_errors("schema_revision"):
+            revision: str | None = await self._pool.fetchval(
+                "SELECT version_num FROM alembic_version LIMIT 1", timeout=probe_timeout_s
+            )
+            return revision
