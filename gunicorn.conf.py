@@ -8,10 +8,16 @@ import os
 import shutil
 import tempfile
 
-from prometheus_client import multiprocess
+# Must precede the first import of prometheus_client: it picks its storage at import time,
+# and the workers inherit the master's modules when they fork.
+_metrics_dir = os.environ.setdefault(
+    "PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="sluice-metrics-")
+)
 
-from app.config import Settings
-from app.observability.logging import logging_config
+from prometheus_client import multiprocess  # noqa: E402
+
+from app.config import Settings  # noqa: E402
+from app.observability.logging import logging_config  # noqa: E402
 
 _settings = Settings()
 
@@ -23,10 +29,6 @@ graceful_timeout = int(_settings.batch.ack_timeout_s) + 10
 timeout = 60
 keepalive = 5
 logconfig_dict = logging_config(_settings.log_level)
-
-_metrics_dir = os.environ.setdefault(
-    "PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="sluice-metrics-")
-)
 
 
 def on_starting(server: object) -> None:

@@ -10,8 +10,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
 import sys
 from collections.abc import Sequence
+from types import FrameType
 
 import uvicorn
 
@@ -80,6 +82,9 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         )
         gunicorn = [sys.executable, "-m", "gunicorn", "-c", str(GUNICORN_CONF)]
         os.execv(sys.executable, [*gunicorn, "app.main:create_app_from_environment()"])  # noqa: S606
+    # uvicorn re-raises SIGTERM once it has shut down; exiting through Python instead lets
+    # atexit handlers run (they stop the embedded PostgreSQL) and reports a clean exit.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     uvicorn.run(
         "app.main:create_app_from_environment",
         factory=True,
@@ -89,6 +94,10 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         timeout_graceful_shutdown=int(settings.batch.ack_timeout_s) + 5,
     )
     return 0
+
+
+def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(0)
 
 
 def _migrate(args: argparse.Namespace, settings: Settings) -> int:

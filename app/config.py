@@ -12,7 +12,7 @@ from datetime import timedelta
 from enum import StrEnum
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 #: Used only outside production, so `make run` works with no secrets; the service logs a
@@ -86,7 +86,8 @@ class PrivacySettings(_Group):
 
 
 class Settings(_Group):
-    model_config = SettingsConfigDict(env_prefix="SLUICE_")
+    # validate_by_name: code and tests may pass `database_url=`; the environment uses the alias.
+    model_config = SettingsConfigDict(env_prefix="SLUICE_", validate_by_name=True)
 
     env: Environment = Environment.DEVELOPMENT
     host: str = "127.0.0.1"
@@ -98,6 +99,11 @@ class Settings(_Group):
     batch: BatchSettings = Field(default_factory=BatchSettings)
     db: DatabaseSettings = Field(default_factory=DatabaseSettings)
     privacy: PrivacySettings = Field(default_factory=PrivacySettings)
+
+    @field_validator("database_url", mode="before")
+    @classmethod
+    def _blank_url_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
 
     @model_validator(mode="after")
     def _production_needs_secrets(self) -> Settings:

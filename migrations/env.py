@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import re
 
 from alembic import context
 from sqlalchemy import pool
@@ -12,17 +11,11 @@ from sqlalchemy.ext.asyncio import async_engine_from_config
 
 from app.config import Settings
 from app.storage.database import sqlalchemy_url
+from app.storage.migrations import include_name
 from app.storage.models import Base
 
 config = context.config
 target_metadata = Base.metadata
-
-# Partitions are created at run time by the service, not by migrations.
-_PARTITION = re.compile(r"^events_p\d{8}$")
-
-
-def include_name(name: str | None, type_: str, parent_names: object) -> bool:
-    return not (type_ == "table" and name is not None and _PARTITION.match(name))
 
 
 def _url() -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 import orjson
@@ -193,8 +193,10 @@ def _parse_time(value: str | None) -> datetime | None:
     if not _RFC3339.fullmatch(value):
         raise _Refused(ErrorCode.INVALID_ATTRIBUTE, "time", "time must be an RFC 3339 timestamp")
     try:
-        return datetime.fromisoformat(value.replace("z", "Z"))
-    except ValueError:
+        # Normalized to UTC here: an offset that pushes year 1 into year 0 must be refused
+        # now, not fail the batch's encoding later.
+        return datetime.fromisoformat(value.replace("z", "Z")).astimezone(UTC)
+    except (ValueError, OverflowError):
         raise _Refused(
             ErrorCode.INVALID_ATTRIBUTE, "time", "time must be an RFC 3339 timestamp"
         ) from None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from alembic import command
@@ -12,6 +13,13 @@ from app.storage.database import sqlalchemy_url
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 MIGRATIONS = PROJECT_ROOT / "migrations"
+# Partitions are created at run time by the service, not by migrations.
+_PARTITION = re.compile(r"^events_p\d{8}$")
+
+
+def include_name(name: str | None, type_: str, parent_names: object) -> bool:
+    """Alembic filter: leave the service-made partitions out of schema comparisons."""
+    return not (type_ == "table" and name is not None and _PARTITION.match(name))
 
 
 def alembic_config(database_url: str | None = None) -> Config:

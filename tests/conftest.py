@@ -1,0 +1,133 @@
+"""Fixtures: a real PostgreSQL, one fresh database per test session, apps on top of it.
+
+PostgreSQL comes from `SLUICE_TEST_ADMIN_DATABASE_URL` (default: this machine's server
+at 127.0.0.1:5432). When it is unreachable, the embedded server (`pgserver`) stands in,
+except under `CI=true`, where an unreachable database fails the run instead: CI must
+prove the real service works, not quietly test something else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+
+from app.config import BatchSettings, DatabaseSettings, LimitSettings, Settings
+from app.main import create_app
+from app.storage import migrations
+from app.storage.embedded import start_embedded
+from tests.support import PROJECT_ROOT
+
+DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+async def _reachable(url: str) -> bool:
+    try:
+        connection = await asyncpg.connect(url, timeout=3)
+    except (OSError, asyncpg.PostgresError, TimeoutError):
+        return False
+    await connection.close()
+    return True
+
+
+@pytest.fixture(scope="session")
+async def admin_url() -> str:
+    url = os.environ.get("SLUICE_TEST_ADMIN_DATABASE_URL", DEFAULT_ADMIN_URL)
+    if await _reachable(url):
+        return url
+    if in_ci():
+        pytest.fail(f"PostgreSQL is unreachable at {url}; under CI=true that is a failure")
+    embedded = start_embedded(str(PROJECT_ROOT / ".data" / "test-postgres"), keep_running=True)
+    return embedded.replace("/sluice?", "/postgres?", 1)
+
+
+@pytest.fixture(scope="session")
+async def database_url(admin_url: str) -> AsyncIterator[str]:
+    """A database of this session's own, migrated to head, dropped at the end."""
+    name = f"sluice_test_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(admin_url)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        url = _with_database(admin_url, name)
+        await asyncio.to_thread(migrations.upgrade, url)
+        yield url
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+def _with_database(url: str, name: str) -> str:
+    if "?" in url and url.split("?", 1)[0].endswith("/postgres"):
+        head, query = url.split("?", 1)
+        return f"{head.rsplit('/', 1)[0]}/{name}?{query}"
+    return f"{url.rsplit('/', 1)[0]}/{name}"
+
+
+@pytest.fixture
+async def db(database_url: str) -> AsyncIterator[asyncpg.Connection]:
+    connection = await asyncpg.connect(database_url)
+    try:
+        yield connection
+    finally:
+        await connection.close()
+
+
+SettingsFactory = Callable[..., Settings]
+
+
+@pytest.fixture
+def make_settings(database_url: str) -> SettingsFactory:
+    """Settings for the test database; keyword groups (`batch={...}`) override defaults."""
+
+    def build(
+        *,
+        batch: dict[str, Any] | None = None,
+        limits: dict[str, Any] | None = None,
+        db: dict[str, Any] | None = None,
+        url: str | None = None,
+    ) -> Settings:
+        return Settings(
+            database_url=url or database_url,
+            env="test",
+            batch=BatchSettings(**(batch or {})),
+            limits=LimitSettings(**(limits or {})),
+            db=DatabaseSettings(**{"pool_min_size": 1, "pool_max_size": 4, **(db or {})}),
+        )
+
+    return build
+
+
+AppFactory = Callable[[Settings], AbstractAsyncContextManager[httpx.AsyncClient]]
+
+
+@asynccontextmanager
+async def running_app(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """The real app with its lifespan, reached in-process over ASGI."""
+    app = create_app(settings)
+    async with (
+        LifespanManager(app, startup_timeout=30, shutdown_timeout=60) as manager,
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=manager.app),
+            base_url="http://sluice.test",
+            timeout=60,
+        ) as client,
+    ):
+        yield client
+
+
+@pytest.fixture
+async def client(make_settings: SettingsFactory) -> AsyncIterator[httpx.AsyncClient]:
+    async with running_app(make_settings()) as app_client:
+        yield app_client

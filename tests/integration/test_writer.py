@@ -1,0 +1,115 @@
+"""BatchWriter and table upkeep on real PostgreSQL: refused values isolated, partitions
+created on demand and ahead, idempotency keys trimmed past the dedup window."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import pytest
+
+from app.config import DatabaseSettings
+from app.errors import ErrorCode
+from app.pipeline.events import AnonymizedEvent, Outcome, Transport
+from app.pipeline.writer import BatchWriter
+from app.storage.database import create_pool
+from app.storage.maintenance import maintain
+from app.storage.repository import EventRepository
+from tests.support import unique_source
+
+FAR_FUTURE = datetime(2031, 3, 14, 15, 9, tzinfo=UTC)
+
+
+def _event(source: str, event_id: str, *, data_json: str = '{"n": 1}') -> AnonymizedEvent:
+    return AnonymizedEvent(
+        specversion="1.0",
+        id=event_id,
+        source=source,
+        type="com.example.t",
+        time=None,
+        subject_pseudonym=None,
+        pseudonym_key_id=None,
+        datacontenttype=None,
+        dataschema=None,
+        data_json=data_json,
+        data_is_base64=False,
+        extensions_json="{}",
+        size=64,
+        transport=Transport.HTTP,
+    )
+
+
+@pytest.fixture
+async def repository(database_url: str) -> AsyncIterator[EventRepository]:
+    pool = await create_pool(database_url, DatabaseSettings(pool_min_size=1, pool_max_size=2))
+    try:
+        yield EventRepository(pool)
+    finally:
+        await pool.close()
+
+
+async def test_a_value_postgres_refuses_fails_only_its_own_event(
+    repository: EventRepository, db: asyncpg.Connection
+) -> None:
+    source = unique_source()
+    batch = [_event(source, str(i)) for i in range(7)]
+    batch[4] = _event(source, "4", data_json="{not json")  # jsonb refuses it: SQLSTATE 22P02
+    writer = BatchWriter(repository, DatabaseSettings(), max_backoff_s=0.1)
+
+    outcomes = await writer.write(batch, deadline=float("inf"))
+
+    assert outcomes == [Outcome.STORED] * 4 + [Outcome.REJECTED] + [Outcome.STORED] * 2
+    stored = await db.fetch("SELECT id FROM events WHERE source = $1 ORDER BY id", source)
+    assert [row["id"] for row in stored] == ["0", "1", "2", "3", "5", "6"]
+    # Quarantined by code, with none of the refused values.
+    assert (
+        await db.fetchval(
+            "SELECT count(*) FROM quarantine WHERE error_code = $1 AND source IS NULL",
+            str(ErrorCode.STORAGE_REFUSED_VALUE),
+        )
+        >= 1
+    )
+
+
+async def test_partition_is_created_before_writing_past_the_horizon(
+    repository: EventRepository, db: asyncpg.Connection
+) -> None:
+    source = unique_source()
+    writer = BatchWriter(
+        repository,
+        DatabaseSettings(partitions_ahead=1),
+        max_backoff_s=0.1,
+        wall_clock=lambda: FAR_FUTURE,
+    )
+    outcomes = await writer.write([_event(source, "future")], deadline=float("inf"))
+
+    assert outcomes == [Outcome.STORED]
+    assert await db.fetchval("SELECT to_regclass('events_p20310314') IS NOT NULL")
+    assert await db.fetchval("SELECT to_regclass('events_p20310315') IS NOT NULL")
+    partition = await db.fetchval(
+        "SELECT tableoid::regclass::text FROM events WHERE source = $1", source
+    )
+    assert partition == "events_p20310314"
+
+
+async def test_maintain_creates_partitions_ahead_and_trims_old_keys(
+    repository: EventRepository, db: asyncpg.Connection
+) -> None:
+    source = unique_source()
+    now = datetime(2032, 1, 30, tzinfo=UTC)
+    await db.executemany(
+        "INSERT INTO event_keys (source, id, first_seen_at) VALUES ($1, $2, $3)",
+        [(source, "old", now - timedelta(days=40)), (source, "recent", now - timedelta(days=2))],
+    )
+    settings = DatabaseSettings(partition_width="month", partitions_ahead=2, dedup_window_days=31)
+
+    report = await maintain(repository, settings, now)
+
+    assert report.partitions_created == ["events_p20320101", "events_p20320201", "events_p20320301"]
+    assert report.partitions_ready_until == datetime(2032, 4, 1, tzinfo=UTC)
+    assert report.event_keys_trimmed >= 1
+    remaining = await db.fetch("SELECT id FROM event_keys WHERE source = $1", source)
+    assert [row["id"] for row in remaining] == ["recent"]
+    again = await maintain(repository, settings, now)
+    assert again.partitions_created == []

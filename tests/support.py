@@ -1,0 +1,88 @@
+"""Helpers shared by the tests: event factories, a free port, a served process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+def unique_source(prefix: str = "test") -> str:
+    """A CloudEvents source no other test uses, so tests share a database safely."""
+    return f"/{prefix}/{uuid.uuid4().hex}"
+
+
+def make_event(source: str, event_id: str | int, **overrides: Any) -> dict[str, Any]:
+    event: dict[str, Any] = {
+        "specversion": "1.0",
+        "id": str(event_id),
+        "source": source,
+        "type": "com.example.order.created",
+        "time": "2026-11-25T12:00:00Z",
+        "datacontenttype": "application/json",
+        "data": {"order": str(event_id), "amount": 42},
+    }
+    event.update(overrides)
+    return event
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@contextmanager
+def served(
+    env: dict[str, str], *args: str, timeout_s: float = 30.0
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """Run `python -m app serve` in a child process; yield its base URL and the process."""
+    port = free_port()
+    command = [sys.executable, "-m", "app", "serve", "--port", str(port), *args]
+    process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+        command,
+        cwd=PROJECT_ROOT,
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_live(base_url, process, timeout_s)
+        yield base_url, process
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def wait_until_live(base_url: str, process: subprocess.Popen[bytes], timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            output = process.stdout.read().decode() if process.stdout else ""
+            raise RuntimeError(f"server exited with {process.returncode}:\n{output[-4000:]}")
+        try:
+            if httpx.get(f"{base_url}/health/live", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise TimeoutError(f"server at {base_url} did not become live in {timeout_s} s")
