@@ -106,6 +106,23 @@ class Settings(_Group):
         return None if value == "" else value
 
     @model_validator(mode="after")
+    def _limits_fit_together(self) -> Settings:
+        # A request larger than the whole buffer could never be accepted: 429 forever.
+        if self.batch.buffer_max_events < self.limits.max_events_per_request:
+            raise ValueError(
+                "SLUICE_BATCH_BUFFER_MAX_EVENTS must be at least "
+                "SLUICE_LIMIT_MAX_EVENTS_PER_REQUEST"
+            )
+        if self.batch.buffer_max_bytes < self.limits.max_body_bytes:
+            raise ValueError(
+                "SLUICE_BATCH_BUFFER_MAX_BYTES must be at least SLUICE_LIMIT_MAX_BODY_BYTES"
+            )
+        # Each concurrent flush holds a connection; probes and upkeep need one more.
+        if self.db.pool_max_size <= self.batch.write_concurrency:
+            raise ValueError("SLUICE_DB_POOL_MAX_SIZE must exceed SLUICE_BATCH_WRITE_CONCURRENCY")
+        return self
+
+    @model_validator(mode="after")
     def _production_needs_secrets(self) -> Settings:
         if self.env is Environment.PRODUCTION and self.privacy.pseudonym_key is None:
             raise ValueError(

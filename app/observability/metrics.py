@@ -9,6 +9,8 @@ multiprocess mode aggregates the workers (see `gunicorn.conf.py`).
 from __future__ import annotations
 
 import os
+from collections import Counter as _Tally
+from collections.abc import Iterable
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -79,10 +81,12 @@ _OUTCOME_COUNTERS = {
 }
 
 
-def count_outcome(outcome: Outcome, transport: Transport) -> None:
-    counter = _OUTCOME_COUNTERS.get(outcome)
-    if counter is not None:
-        counter.labels(source=transport).inc()
+def count_outcomes(outcomes: Iterable[tuple[Outcome, Transport]]) -> None:
+    """Count a batch's outcomes with one increment per (outcome, source), not per event."""
+    for (outcome, transport), count in _Tally(outcomes).items():
+        counter = _OUTCOME_COUNTERS.get(outcome)
+        if counter is not None:
+            counter.labels(source=transport).inc(count)
 
 
 def exposition() -> tuple[bytes, str]:

@@ -204,8 +204,11 @@ class Batcher:
             log.exception("flush failed unexpectedly")
             self._fail(batch, StorageUnavailable(str(type(exc).__name__)))
         else:
+            metrics.count_outcomes(
+                (outcome, pending.submission.transport)
+                for pending, outcome in zip(batch, outcomes, strict=True)
+            )
             for pending, outcome in zip(batch, outcomes, strict=True):
-                metrics.count_outcome(outcome, pending.submission.transport)
                 pending.submission._resolve(pending.index, outcome)
         finally:
             self._release(batch)

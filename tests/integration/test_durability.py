@@ -85,7 +85,8 @@ async def test_full_buffer_answers_429_with_retry_after(
     """Acceptance 5, first half: a full buffer refuses new work instead of growing."""
     source = unique_source()
     settings = make_settings(
-        batch={"buffer_max_events": 5, "ack_timeout_s": 30, "retry_after_s": 2}
+        batch={"buffer_max_events": 5, "ack_timeout_s": 30, "retry_after_s": 2},
+        limits={"max_events_per_request": 5},
     )
     async with running_app(settings) as client:
         async with _event_keys_locked(database_url):
