@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 run: install
-	$(PY) -m app serve
+	$(PY) -m app serve --migrate
 
 test: install lint
 	$(PY) -m pytest

@@ -111,8 +111,10 @@ def _downgrade(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _maintain(_: argparse.Namespace, settings: Settings) -> int:
+    url = _database_url(settings, keep_running=False)  # starts its own loop when embedded
+
     async def run() -> None:
-        pool = await create_pool(_database_url(settings, keep_running=False), settings.db)
+        pool = await create_pool(url, settings.db)
         try:
             report = await maintain(EventRepository(pool), settings.db, utc_now())
         finally:

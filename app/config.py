@@ -84,6 +84,12 @@ class PrivacySettings(_Group):
     pseudonym_key: SecretStr | None = None
     pseudonym_key_id: str = Field("k1", pattern=r"^[A-Za-z0-9_-]{1,16}$")
 
+    @field_validator("pseudonym_key", mode="before")
+    @classmethod
+    def _blank_key_is_unset(cls, value: object) -> object:
+        # `SLUICE_PRIVACY_PSEUDONYM_KEY=` copied from .env.example must not mean "empty key".
+        return None if value == "" else value
+
 
 class Settings(_Group):
     # validate_by_name: code and tests may pass `database_url=`; the environment uses the alias.

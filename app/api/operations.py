@@ -68,7 +68,7 @@ async def health(services: ServicesDep) -> Response:
     return _json({"status": "ok" if ok else "failing", "components": components}, ok)
 
 
-@router.get("/metrics", summary="Prometheus metrics (text format 0.0.4)")
+@router.get("/metrics", summary="Prometheus metrics (classic text exposition format)")
 async def prometheus_metrics() -> Response:
     body, content_type = metrics.exposition()
     return Response(body, media_type=content_type)

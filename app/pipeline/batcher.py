@@ -37,12 +37,27 @@ FlushFunction = Callable[[Sequence[Writable], float], Awaitable[Sequence[Outcome
 class Submission:
     """The waiter for one request's events; resolved once every event has an outcome."""
 
-    __slots__ = ("_future", "_remaining", "deadline", "detached", "outcomes", "transport")
+    __slots__ = (
+        "_future",
+        "_remaining",
+        "deadline",
+        "detached",
+        "outcomes",
+        "retry_after_s",
+        "transport",
+    )
 
     def __init__(
-        self, transport: Transport, count: int, deadline: float, *, detached: bool
+        self,
+        transport: Transport,
+        count: int,
+        deadline: float,
+        *,
+        detached: bool,
+        retry_after_s: int = 1,
     ) -> None:
         self.transport = transport
+        self.retry_after_s = retry_after_s
         self.deadline = deadline
         self.detached = detached  # nobody waits (`?ack=enqueued`): failures are only counted
         self.outcomes: list[Outcome | None] = [None] * count
@@ -59,7 +74,9 @@ class Submission:
         try:
             return await asyncio.wait_for(asyncio.shield(self._future), within_s)
         except TimeoutError:
-            raise StorageUnavailable("events were not committed in time") from None
+            raise StorageUnavailable(
+                "events were not committed in time", retry_after_s=self.retry_after_s
+            ) from None
 
     def _resolve(self, index: int, outcome: Outcome) -> None:
         if self._future.done():
@@ -151,7 +168,9 @@ class Batcher:
         ):
             metrics.BUFFER_REFUSALS.labels(source=transport).inc()
             raise BufferFull(retry_after_s=self._retry_after_s)
-        submission = Submission(transport, len(payloads), deadline, detached=detached)
+        submission = Submission(
+            transport, len(payloads), deadline, detached=detached, retry_after_s=self._retry_after_s
+        )
         was_empty = not self._queue
         now = self._clock()
         for index, payload in enumerate(payloads):

@@ -30,7 +30,12 @@ from app.errors import ErrorCode, StorageUnavailable
 from app.observability import metrics
 from app.pipeline.events import AnonymizedEvent, Outcome, QuarantineRecord, Writable
 from app.storage.maintenance import ensure_partitions_ahead
-from app.storage.repository import EventRepository, StorageRefusedBatch, TransientStorageError
+from app.storage.repository import (
+    EventRepository,
+    PartitionMissing,
+    StorageRefusedBatch,
+    TransientStorageError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +114,13 @@ class BatchWriter:
             else:
                 unique.setdefault(item.key, item)
         events = [unique[key] for key in sorted(unique)]
-        new_keys = await self._repository.write_batch(events, quarantine, received_at=received_at)
+        try:
+            new_keys = await self._repository.write_batch(
+                events, quarantine, received_at=received_at
+            )
+        except PartitionMissing:
+            self._partitions_ready_until = None  # the retry creates them first
+            raise
         return _outcomes(batch, new_keys)
 
 

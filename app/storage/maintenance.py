@@ -62,3 +62,5 @@ async def run_periodically(
             await maintain(repository, db, clock())
         except SluiceError as exc:
             log.warning("maintenance failed; retrying next interval", extra={"error": exc.message})
+        except Exception:  # a bug here must not stop upkeep for good, nor the service
+            log.exception("maintenance failed unexpectedly; retrying next interval")

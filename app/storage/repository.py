@@ -52,6 +52,12 @@ class TransientStorageError(StorageUnavailable):
     pass
 
 
+class PartitionMissing(TransientStorageError):
+    """No partition holds the batch's `received_at` (dropped by hand, or the clock stepped
+    back): create the partitions and retry. The tables have no CHECK constraints, so
+    SQLSTATE 23514 from a write can only mean this."""
+
+
 # One statement, one round trip, one transaction: keys that are new claim their events'
 # rows; keys already present mean duplicates; refused events land in quarantine.
 WRITE_BATCH = """
@@ -109,6 +115,8 @@ def _mapped_errors(operation: str) -> Iterator[None]:
     except StorageUnavailable:
         raise
     except Exception as exc:
+        if isinstance(exc, asyncpg.CheckViolationError):
+            raise PartitionMissing(f"{operation}: no partition for the batch") from exc
         if _is_transient(exc):
             raise TransientStorageError(f"{operation}: {type(exc).__name__}") from exc
         if isinstance(exc, asyncpg.PostgresError) and (exc.sqlstate or "")[:2] in _REFUSED_CLASSES:

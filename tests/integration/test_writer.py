@@ -93,6 +93,23 @@ async def test_partition_is_created_before_writing_past_the_horizon(
     assert partition == "events_p20310314"
 
 
+async def test_a_dropped_partition_is_recreated_and_the_write_retried(
+    repository: EventRepository, db: asyncpg.Connection
+) -> None:
+    source = unique_source()
+    moment = datetime(2033, 6, 1, 12, tzinfo=UTC)
+    writer = BatchWriter(
+        repository, DatabaseSettings(), max_backoff_s=0.05, wall_clock=lambda: moment
+    )
+    assert await writer.write([_event(source, "before")], deadline=float("inf")) == [Outcome.STORED]
+    await db.execute("DROP TABLE events_p20330601")  # the writer still believes it exists
+
+    outcomes = await writer.write([_event(source, "after")], deadline=float("inf"))
+
+    assert outcomes == [Outcome.STORED]
+    assert await db.fetchval("SELECT count(*) FROM events WHERE source = $1", source) == 1
+
+
 async def test_maintain_creates_partitions_ahead_and_trims_old_keys(
     repository: EventRepository, db: asyncpg.Connection
 ) -> None:
