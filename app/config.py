@@ -12,7 +12,7 @@ from datetime import timedelta
 from enum import StrEnum
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 #: Used only outside production, so `make run` works with no secrets; the service logs a
@@ -92,14 +92,15 @@ class PrivacySettings(_Group):
 
 
 class Settings(_Group):
-    # validate_by_name: code and tests may pass `database_url=`; the environment uses the alias.
-    model_config = SettingsConfigDict(env_prefix="SLUICE_", validate_by_name=True)
+    model_config = SettingsConfigDict(env_prefix="SLUICE_")
 
     env: Environment = Environment.DEVELOPMENT
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
     log_level: str = "INFO"
-    database_url: str | None = Field(None, validation_alias="DATABASE_URL")
+    database_url: str | None = Field(
+        None, validation_alias=AliasChoices("DATABASE_URL", "database_url")
+    )
 
     limits: LimitSettings = Field(default_factory=LimitSettings)
     batch: BatchSettings = Field(default_factory=BatchSettings)

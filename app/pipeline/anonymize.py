@@ -49,7 +49,7 @@ class SubjectPseudonymizer:
             pseudonym_key_id=self.key_id if subject is not None else None,
             datacontenttype=event.datacontenttype,
             dataschema=event.dataschema,
-            data_json=event.data_json,
+            data_json=orjson.dumps(event.data).decode() if event.data is not None else None,
             data_is_base64=event.data_is_base64,
             extensions_json=orjson.dumps(event.extensions).decode(),
             size=event.size,

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
@@ -89,10 +89,8 @@ class Submission:
     def _fail(self, error: Retryable) -> None:
         if self._future.done():
             return
-        if self.detached:
-            lost = sum(1 for outcome in self.outcomes if outcome is None)
-            metrics.EVENTS_LOST.labels(source=self.transport).inc(lost)
-            log.error("buffered events lost", extra={"events": lost, "code": str(error.code)})
+        if self.detached:  # counted per batch by the batcher; nobody is waiting to be told
+            log.error("buffered events lost", extra={"code": str(error.code)})
             self._future.cancel()
             return
         self._future.set_exception(error)
@@ -217,6 +215,7 @@ class Batcher:
         try:
             deadline = min(pending.submission.deadline for pending in batch)
             outcomes = await self._flush([pending.payload for pending in batch], deadline)
+            resolved = list(zip(batch, outcomes, strict=True))
         except Retryable as error:
             self._fail(batch, error)
         except Exception as exc:  # a bug must not strand waiters; they get a retryable 503
@@ -224,10 +223,9 @@ class Batcher:
             self._fail(batch, StorageUnavailable(str(type(exc).__name__)))
         else:
             metrics.count_outcomes(
-                (outcome, pending.submission.transport)
-                for pending, outcome in zip(batch, outcomes, strict=True)
+                (outcome, pending.submission.transport) for pending, outcome in resolved
             )
-            for pending, outcome in zip(batch, outcomes, strict=True):
+            for pending, outcome in resolved:
                 pending.submission._resolve(pending.index, outcome)
         finally:
             self._release(batch)
@@ -235,6 +233,9 @@ class Batcher:
 
     def _fail(self, batch: list[_Pending], error: Retryable) -> None:
         error.retry_after_s = self._retry_after_s
+        lost = Counter(p.submission.transport for p in batch if p.submission.detached)
+        for transport, count in lost.items():
+            metrics.EVENTS_LOST.labels(source=transport).inc(count)
         for submission in {id(p.submission): p.submission for p in batch}.values():
             submission._fail(error)
 

@@ -43,7 +43,7 @@ class CloudEvent:
     subject: str | None
     datacontenttype: str | None
     dataschema: str | None
-    data_json: str | None  # `data` serialized once, at the edge, as PostgreSQL will store it
+    data: Any  # parsed JSON; a string for text and base64 payloads; None when absent
     data_is_base64: bool
     extensions: dict[str, ExtensionValue]
     size: int  # bytes, for limits and buffer accounting
@@ -97,7 +97,7 @@ Writable = AnonymizedEvent | QuarantineRecord
 class BinaryData:
     """`data` of a binary-mode event, already typed by its content type."""
 
-    json_text: str | None  # serialized for jsonb; None when the body was empty
+    value: Any  # parsed JSON, text, or base64 text; None when the body was empty
     is_base64: bool
     size: int
 

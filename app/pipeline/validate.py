@@ -88,12 +88,13 @@ def _validate(candidate: Candidate, limits: LimitSettings) -> CloudEvent:
     extensions = _extensions(envelope, limits)
     time = _parse_time(envelope.time)
     if candidate.binary_data is not None:
-        data_json = candidate.binary_data.json_text
+        data = candidate.binary_data.value
         is_base64 = candidate.binary_data.is_base64
         data_size = candidate.binary_data.size
     else:
-        data_json, is_base64 = _structured_data(envelope)
-        data_size = len(data_json) if data_json is not None else 0
+        data, is_base64 = _structured_data(envelope)
+        # Serialized once only to measure it, in UTF-8 bytes as it will be stored.
+        data_size = len(orjson.dumps(data)) if data is not None else 0
     size = data_size + _attributes_size(envelope, extensions)
     if size > limits.max_event_bytes:
         raise _Refused(
@@ -110,7 +111,7 @@ def _validate(candidate: Candidate, limits: LimitSettings) -> CloudEvent:
         subject=envelope.subject,
         datacontenttype=envelope.datacontenttype,
         dataschema=envelope.dataschema,
-        data_json=data_json,
+        data=data,
         data_is_base64=is_base64,
         extensions=extensions,
         size=size,
@@ -202,7 +203,7 @@ def _parse_time(value: str | None) -> datetime | None:
         ) from None
 
 
-def _structured_data(envelope: Envelope) -> tuple[str | None, bool]:
+def _structured_data(envelope: Envelope) -> tuple[Any, bool]:
     if envelope.data_base64 is not None:
         if "data" in envelope.model_fields_set:
             raise _Refused(
@@ -216,20 +217,19 @@ def _structured_data(envelope: Envelope) -> tuple[str | None, bool]:
             raise _Refused(
                 ErrorCode.INVALID_ATTRIBUTE, "data_base64", "data_base64 must be valid base64"
             ) from None
-        return orjson.dumps(envelope.data_base64).decode(), True
-    if "data" not in envelope.model_fields_set:
-        return None, False
-    return orjson.dumps(envelope.data).decode(), False
+        return envelope.data_base64, True
+    return envelope.data, False
 
 
 def _attributes_size(envelope: Envelope, extensions: dict[str, ExtensionValue]) -> int:
+    """UTF-8 bytes of names and values, as they will be stored."""
     size = 0
     for name in ("id", "source", "type", "time", "subject", "datacontenttype", "dataschema"):
         value = getattr(envelope, name)
         if value is not None:
-            size += len(name) + len(value)
+            size += len(name) + len(value.encode())
     for name, value in extensions.items():
-        size += len(name) + len(str(value))
+        size += len(name) + len(str(value).encode())
     return size
 
 

@@ -110,7 +110,7 @@ def _decode_binary(
 
 def _binary_data(media: str, body: bytes) -> BinaryData:
     if not body:
-        return BinaryData(json_text=None, is_base64=False, size=0)
+        return BinaryData(value=None, is_base64=False, size=0)
     if is_json_media_type(media):
         data = parse_json(body)
         nul_path = find_nul(data, "data") if _NUL_ESCAPE in body else None
@@ -120,8 +120,7 @@ def _binary_data(media: str, body: bytes) -> BinaryData:
                 code=ErrorCode.NUL_CHARACTER,
                 field=nul_path,
             )
-        # Re-serialized, not stored verbatim: jsonb must get well-formed JSON.
-        return BinaryData(json_text=orjson.dumps(data).decode(), is_base64=False, size=len(body))
+        return BinaryData(value=data, is_base64=False, size=len(body))
     if media.startswith("text/"):
         try:
             text = body.decode()
@@ -129,11 +128,9 @@ def _binary_data(media: str, body: bytes) -> BinaryData:
             pass
         else:
             if "\x00" not in text:
-                return BinaryData(
-                    json_text=orjson.dumps(text).decode(), is_base64=False, size=len(body)
-                )
+                return BinaryData(value=text, is_base64=False, size=len(body))
     encoded = base64.b64encode(body).decode()
-    return BinaryData(json_text=orjson.dumps(encoded).decode(), is_base64=True, size=len(encoded))
+    return BinaryData(value=encoded, is_base64=True, size=len(encoded))
 
 
 def _not_an_event(message: str) -> RequestRejected:

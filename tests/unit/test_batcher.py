@@ -546,13 +546,6 @@ async def test_unexpected_error_fails_submissions_with_a_retryable_error() -> No
         await wait_until(lambda: batcher.held_events == 0)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: Batcher._write resolves outcomes in the try/else clause, so a flush that "
-    "returns the wrong number of outcomes raises ValueError (zip strict) outside the "
-    "except clauses; the remaining submissions are stranded until their wait() times out "
-    "instead of failing at once with StorageUnavailable",
-)
 async def test_flush_returning_too_few_outcomes_does_not_strand_waiters() -> None:
     async def short_flush(payloads: Sequence[Writable], deadline_: float) -> list[Outcome]:
         return [Outcome.STORED] * (len(payloads) - 1)

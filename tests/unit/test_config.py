@@ -186,12 +186,6 @@ def test_database_url_in_the_environment_wins_over_the_prefixed_name(
     assert Settings().database_url == "postgresql://plain/db"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug (minor): `validate_by_name=True` on Settings makes pydantic-settings also read "
-    "SLUICE_DATABASE_URL from the environment, although the module says DATABASE_URL keeps "
-    "its conventional name and .env.example documents only DATABASE_URL",
-)
 def test_prefixed_database_url_is_not_read(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SLUICE_DATABASE_URL", "postgresql://prefixed/db")
     assert Settings().database_url is None

@@ -90,7 +90,7 @@ def test_structured_single_event() -> None:
     assert candidate.transport is Transport.HTTP
     assert candidate.binary_data is None
     assert candidate.may_hold_nul is False
-    assert orjson.loads(validated(candidate).data_json or "") == {"a": 1}
+    assert validated(candidate).data == {"a": 1}
 
 
 def test_batch_of_events_keeps_order() -> None:
@@ -260,7 +260,7 @@ def test_other_escapes_do_not_set_the_flag() -> None:
     assert candidate.may_hold_nul is False
     [conservative] = decode({"content-type": STRUCTURED}, body)
     assert conservative.may_hold_nul is True
-    assert validated(conservative).data_json is not None
+    assert validated(conservative).data is not None
 
 
 # --- binary mode ---------------------------------------------------------------------------
@@ -285,7 +285,7 @@ def test_binary_mode_headers_become_attributes() -> None:
         "datacontenttype": "application/json",
     }
     assert candidate.binary_data is not None
-    assert orjson.loads(candidate.binary_data.json_text or "") == {"total": 3}
+    assert candidate.binary_data.value == {"total": 3}
     assert candidate.binary_data.is_base64 is False
     assert candidate.binary_data.size == len(orjson.dumps({"total": 3}))
     result = validated(candidate)
@@ -303,7 +303,7 @@ def test_binary_mode_datacontenttype_keeps_the_full_header() -> None:
     [candidate] = decode(binary_headers("application/json; charset=utf-8"), b'{"a":1}')
     assert candidate.raw["datacontenttype"] == "application/json; charset=utf-8"
     assert candidate.binary_data is not None
-    assert candidate.binary_data.json_text == '{"a":1}'
+    assert candidate.binary_data.value == {"a": 1}
 
 
 @pytest.mark.parametrize(
@@ -339,16 +339,16 @@ def test_binary_mode_json_body_is_parsed(content_type: str) -> None:
     body = b'{ "b" : [1, 2.5, "x", null, true] }'
     [candidate] = decode(binary_headers(content_type), body)
     assert candidate.binary_data is not None
-    assert orjson.loads(candidate.binary_data.json_text or "") == {"b": [1, 2.5, "x", None, True]}
+    assert candidate.binary_data.value == {"b": [1, 2.5, "x", None, True]}
     # Re-serialized compactly, not stored verbatim.
-    assert candidate.binary_data.json_text == '{"b":[1,2.5,"x",null,true]}'
+    assert candidate.binary_data.value == {"b": [1, 2.5, "x", None, True]}
     assert candidate.binary_data.is_base64 is False
 
 
 def test_binary_mode_json_scalar_body() -> None:
     [candidate] = decode(binary_headers(), b'"just a string"')
     assert candidate.binary_data is not None
-    assert candidate.binary_data.json_text == '"just a string"'
+    assert candidate.binary_data.value == "just a string"
 
 
 def test_binary_mode_malformed_json_body() -> None:
@@ -362,7 +362,7 @@ def test_binary_mode_text_body_is_kept_as_string(content_type: str) -> None:
     [candidate] = decode(binary_headers(content_type), text.encode())
     assert candidate.binary_data is not None
     assert candidate.binary_data.is_base64 is False
-    assert orjson.loads(candidate.binary_data.json_text or "") == text
+    assert candidate.binary_data.value == text
     assert candidate.binary_data.size == len(text.encode())
     assert validated(candidate).data_is_base64 is False
 
@@ -380,7 +380,7 @@ def test_binary_mode_other_bodies_are_base64(content_type: str, body: bytes) -> 
     [candidate] = decode(binary_headers(content_type), body)
     assert candidate.binary_data is not None
     assert candidate.binary_data.is_base64 is True
-    encoded = orjson.loads(candidate.binary_data.json_text or "")
+    encoded = candidate.binary_data.value
     assert base64.b64decode(encoded, validate=True) == body
     assert candidate.binary_data.size == len(encoded)
     result = validated(candidate)
@@ -393,18 +393,18 @@ def test_binary_mode_without_content_type_is_base64_and_has_no_datacontenttype()
     assert "datacontenttype" not in candidate.raw
     assert candidate.binary_data is not None
     assert candidate.binary_data.is_base64 is True
-    assert base64.b64decode(orjson.loads(candidate.binary_data.json_text or "")) == b"raw bytes"
+    assert base64.b64decode(candidate.binary_data.value) == b"raw bytes"
 
 
 @pytest.mark.parametrize("content_type", ["application/json", "text/plain", None])
 def test_binary_mode_empty_body_has_no_data(content_type: str | None) -> None:
     [candidate] = decode(binary_headers(content_type), b"")
     assert candidate.binary_data is not None
-    assert candidate.binary_data.json_text is None
+    assert candidate.binary_data.value is None
     assert candidate.binary_data.is_base64 is False
     assert candidate.binary_data.size == 0
     result = validated(candidate)
-    assert result.data_json is None
+    assert result.data is None
     assert result.data_is_base64 is False
 
 
@@ -433,7 +433,7 @@ def test_binary_mode_application_json_with_ce_headers_is_binary() -> None:
     [candidate] = decode(binary_headers("application/json"), body)
     assert candidate.raw["id"] == "evt-1"
     assert candidate.binary_data is not None
-    assert orjson.loads(candidate.binary_data.json_text or "") == event(99)
+    assert candidate.binary_data.value == event(99)
 
 
 def test_binary_mode_invalid_attributes_are_left_to_validation() -> None:
