@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from enum import StrEnum
+from pathlib import Path
 from typing import Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
@@ -18,6 +19,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 #: Used only outside production, so `make run` works with no secrets; the service logs a
 #: warning when it falls back to it and refuses to start in production.
 DEVELOPMENT_PSEUDONYM_KEY = "sluice-development-key-not-secret"
+DEFAULT_POLICY_FILE = Path(__file__).resolve().parent / "privacy" / "default_policy.yaml"
 
 
 class Environment(StrEnum):
@@ -77,14 +79,21 @@ class DatabaseSettings(_Group):
 
 
 class PrivacySettings(_Group):
-    """Keys for pseudonymizing subjects (the full policy engine plugs in here later)."""
+    """The anonymization policy and the pseudonymization keys."""
 
     model_config = SettingsConfigDict(env_prefix="SLUICE_PRIVACY_")
 
+    policy_file: Path | None = None  # None: the policy shipped in app/privacy/
     pseudonym_key: SecretStr | None = None
     pseudonym_key_id: str = Field("k1", pattern=r"^[A-Za-z0-9_-]{1,16}$")
+    # Retired keys, still used to find (and erase) rows they wrote: JSON {"k0": "secret"}.
+    previous_keys: dict[str, SecretStr] = Field(default_factory=dict)
 
-    @field_validator("pseudonym_key", mode="before")
+    @property
+    def policy_path(self) -> Path:
+        return self.policy_file or DEFAULT_POLICY_FILE
+
+    @field_validator("pseudonym_key", "policy_file", mode="before")
     @classmethod
     def _blank_key_is_unset(cls, value: object) -> object:
         # `SLUICE_PRIVACY_PSEUDONYM_KEY=` copied from .env.example must not mean "empty key".

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from typing import Protocol
+from typing import Any, Protocol
 
 import orjson
 
@@ -18,9 +18,25 @@ from app.pipeline.events import AnonymizedEvent, CloudEvent
 
 
 class Anonymizer(Protocol):
-    def anonymize(self, event: CloudEvent) -> AnonymizedEvent: ...
+    @property
+    def policy_version(self) -> str:
+        """Identifies the rules (a hash of the policy file); stored with every row."""
+        ...
 
-    def pseudonym(self, value: str) -> str: ...
+    def anonymize(self, event: CloudEvent) -> AnonymizedEvent:
+        """The event as it may be stored: subject pseudonymized, `data` and extension
+        values transformed by the policy for its `type`."""
+        ...
+
+    def pseudonym(self, value: str) -> str:
+        """The subject pseudonym under the active key (hex)."""
+        ...
+
+    def quarantine_data(self, event_type: str | None, data: Any) -> str | None:
+        """JSON text of a refused event's `data` after the policy (the type's rules when
+        `event_type` is a usable string, else the defaults), or None when the policy
+        cannot apply and the data must not be kept."""
+        ...
 
 
 class SubjectPseudonymizer:
@@ -30,9 +46,14 @@ class SubjectPseudonymizer:
     address against the stored value, yet equal subjects still join.
     """
 
+    policy_version = "subject-only"
+
     def __init__(self, *, key: bytes, key_id: str) -> None:
         self._key = key
         self.key_id = key_id
+
+    def quarantine_data(self, event_type: str | None, data: Any) -> str | None:
+        return None  # no policy for `data` here: never keep it
 
     def pseudonym(self, value: str) -> str:
         return hmac.new(self._key, value.encode(), hashlib.sha256).hexdigest()
@@ -54,4 +75,5 @@ class SubjectPseudonymizer:
             extensions_json=orjson.dumps(event.extensions).decode(),
             size=event.size,
             transport=event.transport,
+            policy_version=self.policy_version,
         )

@@ -70,6 +70,7 @@ class AnonymizedEvent:
     extensions_json: str
     size: int
     transport: Transport
+    policy_version: str  # which anonymization rules produced this row
 
     @property
     def key(self) -> tuple[str, str]:
@@ -87,6 +88,8 @@ class QuarantineRecord:
     type: str | None
     subject_pseudonym: str | None
     attributes_json: str  # safe attribute values and extension *names*, as JSON
+    data_json: str | None = None  # `data` after the policy; None when it could not apply
+    policy_version: str | None = None
     size: int = 256
 
 

@@ -37,6 +37,7 @@ def _event(source: str, event_id: str, *, data_json: str = '{"n": 1}') -> Anonym
         extensions_json="{}",
         size=64,
         transport=Transport.HTTP,
+        policy_version="test",
     )
 
 

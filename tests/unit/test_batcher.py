@@ -50,6 +50,7 @@ def anonymized(name: str, *, size: int = 100, source: str = "/test") -> Anonymiz
         extensions_json="{}",
         size=size,
         transport=Transport.HTTP,
+        policy_version="test",
     )
 
 

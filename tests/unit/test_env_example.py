@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+import orjson
+
 from pydantic_settings import BaseSettings
 
 from app.config import Settings
@@ -24,7 +26,9 @@ def _declared() -> dict[str, object]:
         if isinstance(group, type) and issubclass(group, BaseSettings):
             prefix = group.model_config.get("env_prefix", "")
             for member, member_field in group.model_fields.items():
-                names[f"{prefix}{member}".upper()] = member_field.default
+                names[f"{prefix}{member}".upper()] = member_field.get_default(
+                    call_default_factory=True
+                )
         elif name != "database_url":
             names[f"SLUICE_{name}".upper()] = field.default
     return names
@@ -40,5 +44,7 @@ def test_documented_values_are_the_defaults() -> None:
         shown = documented[name]
         if default is None:
             assert shown == "", name
+        elif isinstance(default, dict):
+            assert orjson.loads(shown) == default, name
         else:
             assert type(default)(shown) == default, name

@@ -1,0 +1,1 @@
+"""Privacy by construction: keys, the declarative anonymization policy and its engine."""
