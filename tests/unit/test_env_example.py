@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 
 import orjson
-
 from pydantic_settings import BaseSettings
 
 from app.config import Settings
