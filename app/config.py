@@ -100,6 +100,17 @@ class PrivacySettings(_Group):
         return None if value == "" else value
 
 
+class RetentionSettings(_Group):
+    """How long rows are kept; `python -m app maintain` enforces it (idempotency keys: see
+    `SLUICE_DB_DEDUP_WINDOW_DAYS`)."""
+
+    model_config = SettingsConfigDict(env_prefix="SLUICE_RETENTION_")
+
+    events_days: int = Field(90, ge=1)
+    quarantine_days: int = Field(30, ge=1)
+    audit_days: int = Field(1095, ge=1)
+
+
 class Settings(_Group):
     model_config = SettingsConfigDict(env_prefix="SLUICE_")
 
@@ -107,6 +118,7 @@ class Settings(_Group):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
     log_level: str = "INFO"
+    admin_token: SecretStr | None = None
     database_url: str | None = Field(
         None, validation_alias=AliasChoices("DATABASE_URL", "database_url")
     )
@@ -115,8 +127,9 @@ class Settings(_Group):
     batch: BatchSettings = Field(default_factory=BatchSettings)
     db: DatabaseSettings = Field(default_factory=DatabaseSettings)
     privacy: PrivacySettings = Field(default_factory=PrivacySettings)
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
 
-    @field_validator("database_url", mode="before")
+    @field_validator("database_url", "admin_token", mode="before")
     @classmethod
     def _blank_url_is_unset(cls, value: object) -> object:
         return None if value == "" else value

@@ -4,7 +4,8 @@ The tree::
 
     SluiceError                      one root: `except SluiceError` catches only ours
     ├── InvalidInput                 the input is wrong; retrying it cannot help
-    │   └── RequestRejected          the request as a whole is unusable (400/413/415/422)
+    │   ├── RequestRejected          the request as a whole is unusable (400/413/415/422)
+    │   └── Unauthorized             401: an admin endpoint without a valid credential
     └── Retryable                    the service cannot take it *now*; try again later
         ├── BufferFull               429: the in-memory buffer is at capacity
         ├── ShuttingDown             503: the process is draining for exit
@@ -33,6 +34,7 @@ class ErrorCode(StrEnum):
     INVALID_PARAMETER = "request.invalid_parameter"
     NOT_FOUND = "request.not_found"
     METHOD_NOT_ALLOWED = "request.method_not_allowed"
+    UNAUTHORIZED = "auth.unauthorized"
     MISSING_ATTRIBUTE = "envelope.missing_attribute"
     BAD_SPECVERSION = "envelope.bad_specversion"
     INVALID_ATTRIBUTE = "envelope.invalid_attribute"
@@ -64,6 +66,7 @@ _STATUS: dict[ErrorCode, int] = {
     ErrorCode.INVALID_PARAMETER: 422,
     ErrorCode.NOT_FOUND: 404,
     ErrorCode.METHOD_NOT_ALLOWED: 405,
+    ErrorCode.UNAUTHORIZED: 401,
     ErrorCode.MISSING_ATTRIBUTE: 422,
     ErrorCode.BAD_SPECVERSION: 422,
     ErrorCode.INVALID_ATTRIBUTE: 422,
@@ -103,6 +106,11 @@ class InvalidInput(SluiceError):
 
 class RequestRejected(InvalidInput):
     pass
+
+
+class Unauthorized(InvalidInput):
+    def __init__(self, message: str = "a valid admin bearer token is required") -> None:
+        super().__init__(message, code=ErrorCode.UNAUTHORIZED)
 
 
 class Retryable(SluiceError):

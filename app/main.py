@@ -15,20 +15,23 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from app.api import ingest, operations
+from app.api import admin, ingest, operations
 from app.api.dependencies import Services
 from app.api.problems import install_problem_handlers
 from app.clock import utc_now
 from app.config import DEVELOPMENT_PSEUDONYM_KEY, Settings
+from app.observability.access_log import AccessLogMiddleware
 from app.observability.logging import configure_logging
 from app.pipeline.anonymize import SubjectPseudonymizer
 from app.pipeline.batcher import Batcher
 from app.pipeline.ingest import IngestService
 from app.pipeline.writer import BatchWriter
+from app.privacy.keyring import Keyring
 from app.storage.database import create_pool
 from app.storage.maintenance import run_periodically
 from app.storage.migrations import head_revision
 from app.storage.repository import EventRepository
+from app.storage.subjects import SubjectRepository
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +46,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     install_problem_handlers(app)
+    app.add_middleware(AccessLogMiddleware)
     app.include_router(ingest.router)
+    app.include_router(admin.router)
     app.include_router(operations.router)
     return app
 
@@ -84,6 +89,8 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
             repository=repository,
             batcher=batcher,
             ingest=IngestService(batcher, anonymizer, limits=settings.limits, batch=settings.batch),
+            subjects=SubjectRepository(pool),
+            keyring=Keyring.from_settings(settings.privacy),
             schema_head=head_revision(),
         )
         maintenance = asyncio.create_task(run_periodically(repository, settings.db, utc_now))

@@ -10,7 +10,9 @@ from fastapi import Depends, Request
 from app.config import Settings
 from app.pipeline.batcher import Batcher
 from app.pipeline.ingest import IngestService
+from app.privacy.keyring import Keyring
 from app.storage.repository import EventRepository
+from app.storage.subjects import SubjectRepository
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,6 +21,8 @@ class Services:
     repository: EventRepository
     batcher: Batcher
     ingest: IngestService
+    subjects: SubjectRepository
+    keyring: Keyring
     schema_head: str | None  # the Alembic revision this code expects
 
 

@@ -27,7 +27,7 @@ router = APIRouter(tags=["ingest"])
 
 class EventResultModel(BaseModel):
     index: int
-    status: Literal["stored", "duplicate", "rejected", "accepted"]
+    status: Literal["stored", "duplicate", "rejected", "accepted", "suppressed"]
     id: str | None = None
     source: str | None = None
     code: str | None = None
@@ -40,6 +40,7 @@ class IngestResponseModel(BaseModel):
     duplicate: int
     rejected: int
     accepted: int
+    suppressed: int
     results: list[EventResultModel]
 
 
@@ -134,6 +135,7 @@ def render_report(report: IngestReport) -> dict[str, Any]:
         "duplicate": report.count(Outcome.DUPLICATE),
         "rejected": report.count(Outcome.REJECTED),
         "accepted": report.count(Outcome.ACCEPTED),
+        "suppressed": report.count(Outcome.SUPPRESSED),
         "results": [_render_result(index, result) for index, result in enumerate(report.results)],
     }
 

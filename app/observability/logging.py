@@ -32,14 +32,16 @@ def logging_config(level: str = "INFO") -> dict[str, Any]:
         "handlers": {"default": handler},
         "root": {"handlers": ["default"], "level": level.upper()},
         "loggers": {
-            name: {"handlers": [], "propagate": True, "level": level.upper()}
-            for name in (
-                "uvicorn",
-                "uvicorn.error",
-                "uvicorn.access",
-                "gunicorn.error",
-                "gunicorn.access",
-            )
+            **{
+                name: {"handlers": [], "propagate": True, "level": level.upper()}
+                for name in ("uvicorn", "uvicorn.error", "gunicorn.error")
+            },
+            # Their lines carry raw paths, which may hold personal data; the access log of
+            # `observability/access_log.py` records route templates instead.
+            **{
+                name: {"handlers": [], "propagate": False, "level": "CRITICAL"}
+                for name in ("uvicorn.access", "gunicorn.access")
+            },
         },
     }
 

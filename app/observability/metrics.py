@@ -41,6 +41,11 @@ EVENTS_REJECTED = Counter(
     "Events refused and quarantined, by error code.",
     ["source", "code"],
 )
+EVENTS_SUPPRESSED = Counter(
+    "sluice_events_suppressed_total",
+    "Events of erased, suppressed subjects: acknowledged and dropped, not stored.",
+    ["source"],
+)
 EVENTS_LOST = Counter(
     "sluice_events_lost_total",
     "Events acknowledged as buffered (ack=enqueued) that could not be committed.",
@@ -78,6 +83,7 @@ PARTITIONS_CREATED = Counter(
 _OUTCOME_COUNTERS = {
     Outcome.STORED: EVENTS_STORED,
     Outcome.DUPLICATE: EVENTS_DUPLICATE,
+    Outcome.SUPPRESSED: EVENTS_SUPPRESSED,
 }
 
 

@@ -31,6 +31,7 @@ class Outcome(StrEnum):
     DUPLICATE = "duplicate"
     REJECTED = "rejected"
     ACCEPTED = "accepted"  # buffered, not yet committed (`?ack=enqueued`)
+    SUPPRESSED = "suppressed"  # the subject was erased and is suppressed: dropped, not stored
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +72,9 @@ class AnonymizedEvent:
     size: int
     transport: Transport
     policy_version: str  # which anonymization rules produced this row
+    # The subject's pseudonyms under every key, comma-joined: what the suppression list
+    # is checked against, so erasures made before a key rotation still hold after it.
+    subject_lookup: str | None = None
 
     @property
     def key(self) -> tuple[str, str]:

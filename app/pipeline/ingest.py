@@ -11,6 +11,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 import orjson
 
@@ -129,7 +130,20 @@ class IngestService:
             if isinstance(subject, str)
             else None,
             attributes_json=orjson.dumps(safe_attributes(raw, self._limits)).decode(),
+            data_json=self._anonymizer.quarantine_data(_text(raw.get("type")), _data_of(candidate)),
+            policy_version=self._anonymizer.policy_version,
         )
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _data_of(candidate: Candidate) -> Any:
+    """The refused event's `data` for the policy; opaque (base64) payloads are never kept."""
+    if candidate.binary_data is not None:
+        return None if candidate.binary_data.is_base64 else candidate.binary_data.value
+    return candidate.raw.get("data") if isinstance(candidate.raw, dict) else None
 
 
 def _safe_text(value: object, max_chars: int) -> str | None:

@@ -31,6 +31,7 @@ from app.observability import metrics
 from app.pipeline.events import AnonymizedEvent, Outcome, QuarantineRecord, Writable
 from app.storage.maintenance import ensure_partitions_ahead
 from app.storage.repository import (
+    BatchResult,
     EventRepository,
     PartitionMissing,
     StorageRefusedBatch,
@@ -115,22 +116,22 @@ class BatchWriter:
                 unique.setdefault(item.key, item)
         events = [unique[key] for key in sorted(unique)]
         try:
-            new_keys = await self._repository.write_batch(
-                events, quarantine, received_at=received_at
-            )
+            result = await self._repository.write_batch(events, quarantine, received_at=received_at)
         except PartitionMissing:
             self._partitions_ready_until = None  # the retry creates them first
             raise
-        return _outcomes(batch, new_keys)
+        return _outcomes(batch, result)
 
 
-def _outcomes(batch: Sequence[Writable], new_keys: set[tuple[str, str]]) -> list[Outcome]:
+def _outcomes(batch: Sequence[Writable], result: BatchResult) -> list[Outcome]:
     outcomes: list[Outcome] = []
     claimed: set[tuple[str, str]] = set()
     for item in batch:
         if isinstance(item, QuarantineRecord):
             outcomes.append(Outcome.REJECTED)
-        elif item.key in new_keys and item.key not in claimed:
+        elif item.key in result.suppressed:
+            outcomes.append(Outcome.SUPPRESSED)
+        elif item.key in result.new and item.key not in claimed:
             claimed.add(item.key)  # the first occurrence in the batch is the stored one
             outcomes.append(Outcome.STORED)
         else:

@@ -69,6 +69,7 @@ class Event(Base):
     data_is_base64: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
     extensions: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
     received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    policy_version: Mapped[str | None] = mapped_column(Text)
 
 
 class EventKey(Base):
@@ -97,6 +98,11 @@ class QuarantinedEvent(Base):
     __table_args__ = (
         Index("ix_quarantine_received_at", "received_at"),
         Index("ix_quarantine_error_code_received_at", "error_code", "received_at"),
+        Index(
+            "ix_quarantine_subject_pseudonym",
+            "subject_pseudonym",
+            postgresql_where=text("subject_pseudonym IS NOT NULL"),
+        ),
     )
 
     quarantine_id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
@@ -110,3 +116,33 @@ class QuarantinedEvent(Base):
     type: Mapped[str | None] = mapped_column(Text)
     subject_pseudonym: Mapped[str | None] = mapped_column(Text)
     attributes: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
+    data: Mapped[Any | None] = mapped_column(JSONB)  # after the anonymization policy
+    policy_version: Mapped[str | None] = mapped_column(Text)
+
+
+class SuppressedSubject(Base):
+    """Erased subjects, by pseudonym under every key known at erasure: their later events
+    are dropped at ingest (by the write statement itself) until they are unsuppressed."""
+
+    __tablename__ = "suppressed_subjects"
+
+    subject_pseudonym: Mapped[str] = mapped_column(Text, primary_key=True)
+    key_id: Mapped[str] = mapped_column(Text)
+    suppressed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class SubjectAudit(Base):
+    """One row per data-subject request carried out: who asked, when, what it removed.
+    Never the raw identifier: the pseudonym under the active key stands for it."""
+
+    __tablename__ = "subject_audit"
+    __table_args__ = (Index("ix_subject_audit_requested_at", "requested_at"),)
+
+    audit_id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
+    requested_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    action: Mapped[str] = mapped_column(Text)  # erase | unsuppress
+    requester: Mapped[str] = mapped_column(Text)
+    subject_pseudonym: Mapped[str] = mapped_column(Text)
+    key_id: Mapped[str] = mapped_column(Text)
+    events_deleted: Mapped[int] = mapped_column(BigInteger)
+    quarantine_deleted: Mapped[int] = mapped_column(BigInteger)

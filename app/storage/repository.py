@@ -16,6 +16,7 @@ import asyncio
 import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 
 import asyncpg
@@ -44,6 +45,12 @@ _REFUSED_CLASSES = frozenset({"22", "23", "54"})  # data exception, integrity, p
 _MAINTENANCE_LOCK = 0x51_0CE  # pg_advisory_xact_lock key shared by every Sluice process
 
 
+@dataclass(frozen=True, slots=True)
+class BatchResult:
+    new: set[tuple[str, str]]
+    suppressed: set[tuple[str, str]]
+
+
 class StorageRefusedBatch(Exception):
     """PostgreSQL refused a value in the batch; the batch was not written."""
 
@@ -64,36 +71,50 @@ WRITE_BATCH = """
 WITH incoming AS (
     SELECT * FROM unnest(
         $1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::text[],
-        $7::text[], $8::text[], $9::text[], $10::text[], $11::boolean[], $12::text[]
+        $7::text[], $8::text[], $9::text[], $10::text[], $11::boolean[], $12::text[],
+        $14::text[], $15::text[]
     ) AS t(source, id, type, specversion, time, subject_pseudonym,
-           pseudonym_key_id, datacontenttype, dataschema, data, data_is_base64, extensions)
+           pseudonym_key_id, datacontenttype, dataschema, data, data_is_base64, extensions,
+           policy_version, subject_lookup)
+),
+suppressed AS (
+    SELECT i.source, i.id FROM incoming i
+    WHERE i.subject_lookup IS NOT NULL AND EXISTS (
+        SELECT 1 FROM suppressed_subjects s
+        WHERE s.subject_pseudonym = ANY(string_to_array(i.subject_lookup, ','))
+    )
 ),
 new_keys AS (
     INSERT INTO event_keys (source, id, first_seen_at)
-    SELECT source, id, $13 FROM incoming
+    SELECT i.source, i.id, $13 FROM incoming i
+    WHERE NOT EXISTS (SELECT 1 FROM suppressed x WHERE x.source = i.source AND x.id = i.id)
     ON CONFLICT DO NOTHING
     RETURNING source, id
 ),
 stored AS (
     INSERT INTO events (source, id, type, specversion, time, subject_pseudonym,
                         pseudonym_key_id, datacontenttype, dataschema, data,
-                        data_is_base64, extensions, received_at)
+                        data_is_base64, extensions, received_at, policy_version)
     SELECT i.source, i.id, i.type, i.specversion, i.time, i.subject_pseudonym,
            i.pseudonym_key_id, i.datacontenttype, i.dataschema, i.data::jsonb,
-           i.data_is_base64, i.extensions::jsonb, $13
+           i.data_is_base64, i.extensions::jsonb, $13, i.policy_version
     FROM incoming i JOIN new_keys k ON k.source = i.source AND k.id = i.id
 ),
 quarantined AS (
     INSERT INTO quarantine (received_at, transport, error_code, error_field, error_message,
-                            source, event_id, type, subject_pseudonym, attributes)
+                            source, event_id, type, subject_pseudonym, attributes, data,
+                            policy_version)
     SELECT $13, q.transport, q.error_code, q.error_field, q.error_message,
-           q.source, q.event_id, q.type, q.subject_pseudonym, q.attributes::jsonb
-    FROM unnest($14::text[], $15::text[], $16::text[], $17::text[], $18::text[],
-                $19::text[], $20::text[], $21::text[], $22::text[])
+           q.source, q.event_id, q.type, q.subject_pseudonym, q.attributes::jsonb,
+           q.data::jsonb, q.policy_version
+    FROM unnest($16::text[], $17::text[], $18::text[], $19::text[], $20::text[],
+                $21::text[], $22::text[], $23::text[], $24::text[], $25::text[], $26::text[])
          AS q(transport, error_code, error_field, error_message, source, event_id, type,
-              subject_pseudonym, attributes)
+              subject_pseudonym, attributes, data, policy_version)
 )
-SELECT source, id FROM new_keys
+SELECT source, id, false AS suppressed FROM new_keys
+UNION ALL
+SELECT source, id, true FROM suppressed
 """
 
 
@@ -109,7 +130,7 @@ def _is_transient(exc: BaseException) -> bool:
 
 
 @contextmanager
-def _mapped_errors(operation: str) -> Iterator[None]:
+def mapped_errors(operation: str) -> Iterator[None]:
     try:
         yield
     except StorageUnavailable:
@@ -137,13 +158,14 @@ class EventRepository:
         quarantine: Sequence[QuarantineRecord],
         *,
         received_at: datetime,
-    ) -> set[tuple[str, str]]:
-        """Store new events and quarantine rows atomically; return the keys that were new.
+    ) -> BatchResult:
+        """Store new events and quarantine rows atomically; say which keys were new and
+        which belong to suppressed subjects (neither stored nor claimed).
 
         `events` must hold each `(source, id)` at most once and should be sorted by it:
         concurrent batches that claim overlapping keys in different orders deadlock.
         """
-        with _mapped_errors("write_batch"):
+        with mapped_errors("write_batch"):
             rows = await self._pool.fetch(
                 WRITE_BATCH,
                 [e.source for e in events],
@@ -159,6 +181,8 @@ class EventRepository:
                 [e.data_is_base64 for e in events],
                 [e.extensions_json for e in events],
                 received_at,
+                [e.policy_version for e in events],
+                [e.subject_lookup for e in events],
                 [str(q.transport) for q in quarantine],
                 [str(q.code) for q in quarantine],
                 [q.field for q in quarantine],
@@ -168,8 +192,13 @@ class EventRepository:
                 [q.type for q in quarantine],
                 [q.subject_pseudonym for q in quarantine],
                 [q.attributes_json for q in quarantine],
+                [q.data_json for q in quarantine],
+                [q.policy_version for q in quarantine],
             )
-        return {(row["source"], row["id"]) for row in rows}
+        result = BatchResult(new=set(), suppressed=set())
+        for row in rows:
+            (result.suppressed if row["suppressed"] else result.new).add((row["source"], row["id"]))
+        return result
 
     async def ensure_partitions(self, ranges: Sequence[PartitionRange]) -> list[str]:
         """Create the missing partitions among `ranges`; return the names created.
@@ -178,7 +207,7 @@ class EventRepository:
         do not race on the same `CREATE TABLE`.
         """
         created: list[str] = []
-        with _mapped_errors("ensure_partitions"):
+        with mapped_errors("ensure_partitions"):
             async with self._pool.acquire() as connection, connection.transaction():
                 await connection.execute("SELECT pg_advisory_xact_lock($1)", _MAINTENANCE_LOCK)
                 for partition in ranges:
@@ -200,7 +229,7 @@ class EventRepository:
     async def trim_event_keys(self, *, older_than: datetime, chunk: int = 10_000) -> int:
         """Forget idempotency keys first seen before `older_than`, in small transactions."""
         total = 0
-        with _mapped_errors("trim_event_keys"):
+        with mapped_errors("trim_event_keys"):
             while True:
                 status = await self._pool.execute(
                     "DELETE FROM event_keys WHERE ctid = ANY(ARRAY("
@@ -215,7 +244,7 @@ class EventRepository:
 
     async def schema_revision(self, *, probe_timeout_s: float) -> str | None:
         """The applied Alembic revision; doubles as the readiness probe of the database."""
-        with _mapped_errors("schema_revision"):
+        with mapped_errors("schema_revision"):
             revision: str | None = await self._pool.fetchval(
                 "SELECT version_num FROM alembic_version LIMIT 1", timeout=probe_timeout_s
             )

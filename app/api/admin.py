@@ -1,0 +1,126 @@
+"""Admin endpoints for the data subject's rights: erasure, suppression, access.
+
+Guarded by a bearer token (`SLUICE_ADMIN_TOKEN`); with none configured they answer 401.
+Raw subject identifiers arrive here (over TLS, from the controller) and are turned into
+pseudonyms at once; they are never logged (the access log records route templates, not
+paths), stored, or echoed back.
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Path, Query
+from pydantic import BaseModel, Field, StringConstraints
+
+from app.api.dependencies import Services, ServicesDep
+from app.clock import utc_now
+from app.errors import ErrorCode, RequestRejected, Unauthorized
+from app.storage.subjects import SubjectPseudonyms
+
+Subject = Annotated[str, StringConstraints(min_length=1, max_length=1024)]
+
+
+def require_admin(
+    services: ServicesDep, authorization: Annotated[str | None, Header()] = None
+) -> None:
+    expected = services.settings.admin_token
+    scheme, _, token = (authorization or "").partition(" ")
+    if (
+        expected is None
+        or scheme.lower() != "bearer"
+        or not hmac.compare_digest(token.encode(), expected.get_secret_value().encode())
+    ):
+        raise Unauthorized()
+
+
+router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(require_admin)])
+
+
+class SubjectsRequest(BaseModel):
+    subjects: list[Subject] = Field(min_length=1, max_length=1000)
+    requester: str = Field(
+        min_length=1, max_length=200, description="who asked: a person or ticket, for the audit"
+    )
+
+
+class ErasedSubject(BaseModel):
+    index: int
+    subject_pseudonym: str
+    events_deleted: int
+    quarantine_deleted: int
+
+
+class ErasureResponse(BaseModel):
+    events_deleted: int
+    quarantine_deleted: int
+    subjects: list[ErasedSubject]
+
+
+class UnsuppressResponse(BaseModel):
+    suppression_entries_removed: int
+
+
+class SubjectEventsResponse(BaseModel):
+    subject_pseudonym: str
+    suppressed: bool
+    events: list[dict[str, Any]]
+    next_cursor: str | None
+
+
+def _pseudonyms(services: Services, subject: str) -> SubjectPseudonyms:
+    keyring = services.keyring
+    return SubjectPseudonyms(
+        by_key=keyring.all_pseudonyms(subject), active_key_id=keyring.active_id
+    )
+
+
+@router.post("/subjects:erase", summary="Erase every stored row of the subjects; suppress them")
+async def erase(body: SubjectsRequest, services: ServicesDep) -> ErasureResponse:
+    subjects = [_pseudonyms(services, subject) for subject in body.subjects]
+    counts = await services.subjects.erase(subjects, requester=body.requester, now=utc_now())
+    return ErasureResponse(
+        events_deleted=sum(c.events_deleted for c in counts),
+        quarantine_deleted=sum(c.quarantine_deleted for c in counts),
+        subjects=[
+            ErasedSubject(
+                index=index,
+                subject_pseudonym=c.subject_pseudonym,
+                events_deleted=c.events_deleted,
+                quarantine_deleted=c.quarantine_deleted,
+            )
+            for index, c in enumerate(counts)
+        ],
+    )
+
+
+@router.post("/subjects:unsuppress", summary="Let later events of the subjects be stored again")
+async def unsuppress(body: SubjectsRequest, services: ServicesDep) -> UnsuppressResponse:
+    subjects = [_pseudonyms(services, subject) for subject in body.subjects]
+    removed = await services.subjects.unsuppress(subjects, requester=body.requester, now=utc_now())
+    return UnsuppressResponse(suppression_entries_removed=removed)
+
+
+@router.get("/subjects/{subject}/events", summary="What is stored for one subject (access)")
+async def subject_events(
+    services: ServicesDep,
+    subject: Annotated[str, Path(min_length=1, max_length=1024)],
+    cursor: Annotated[str | None, Query(max_length=4096)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> SubjectEventsResponse:
+    pseudonyms = _pseudonyms(services, subject)
+    try:
+        page = await services.subjects.events_page(pseudonyms, cursor=cursor, limit=limit)
+    except ValueError:
+        raise RequestRejected(
+            "cursor was not issued by this service",
+            code=ErrorCode.INVALID_PARAMETER,
+            field="cursor",
+        ) from None
+    return SubjectEventsResponse(
+        subject_pseudonym=pseudonyms.active,
+        suppressed=await services.subjects.is_suppressed(pseudonyms),
+        events=page.events,
+        next_cursor=page.next_cursor,
+    )
