@@ -13,8 +13,10 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
+from dataclasses import asdict
 from types import FrameType
 
+import orjson
 import uvicorn
 
 from app.clock import utc_now
@@ -54,7 +56,10 @@ def _parser() -> argparse.ArgumentParser:
     migrate.add_argument("revision", nargs="?", default="head")
     downgrade = commands.add_parser("downgrade", help="downgrade the schema")
     downgrade.add_argument("revision", help="target revision, or 'base' for an empty schema")
-    commands.add_parser("maintain", help="create partitions ahead; trim expired idempotency keys")
+    commands.add_parser(
+        "maintain",
+        help="create partitions ahead; drop expired ones; trim keys, quarantine and audit",
+    )
     return parser
 
 
@@ -116,14 +121,12 @@ def _maintain(_: argparse.Namespace, settings: Settings) -> int:
     async def run() -> None:
         pool = await create_pool(url, settings.db)
         try:
-            report = await maintain(EventRepository(pool), settings.db, utc_now())
+            report = await maintain(
+                EventRepository(pool), settings.db, settings.retention, utc_now()
+            )
         finally:
             await pool.close()
-        print(
-            f"partitions created: {len(report.partitions_created)} "
-            f"(ready until {report.partitions_ready_until.isoformat()}); "
-            f"idempotency keys trimmed: {report.event_keys_trimmed}"
-        )
+        print(orjson.dumps(asdict(report), default=str).decode())
 
     asyncio.run(run())
     return 0

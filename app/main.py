@@ -93,7 +93,9 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
             keyring=Keyring.from_settings(settings.privacy),
             schema_head=head_revision(),
         )
-        maintenance = asyncio.create_task(run_periodically(repository, settings.db, utc_now))
+        maintenance = asyncio.create_task(
+            run_periodically(repository, settings.db, settings.retention, utc_now)
+        )
         try:
             yield
         finally:

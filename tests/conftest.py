@@ -76,6 +76,20 @@ def _with_database(url: str, name: str) -> str:
 
 
 @pytest.fixture
+async def fresh_database(admin_url: str) -> AsyncIterator[str]:
+    """An empty database of this test's own (not migrated), dropped afterwards: for tests
+    that change schema or drop partitions, which would disturb the shared one."""
+    name = f"sluice_fresh_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(admin_url)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield _with_database(admin_url, name)
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+@pytest.fixture
 async def db(database_url: str) -> AsyncIterator[asyncpg.Connection]:
     connection = await asyncpg.connect(database_url)
     try:

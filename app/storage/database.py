@@ -31,7 +31,8 @@ async def create_pool(url: str, settings: DatabaseSettings) -> asyncpg.Pool:
         max_size=max(settings.pool_min_size, settings.pool_max_size),
         command_timeout=settings.command_timeout_s,
         timeout=settings.connect_timeout_s,
-        server_settings={"application_name": "sluice"},
+        # UTC sessions: partition bounds and timestamps read back the same everywhere.
+        server_settings={"application_name": "sluice", "timezone": "UTC"},
     )
     if pool is None:  # only a pool created without awaiting it is None
         raise RuntimeError("asyncpg returned no pool")

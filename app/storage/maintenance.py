@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from app.clock import WallClock
-from app.config import DatabaseSettings
+from app.config import DatabaseSettings, RetentionSettings
 from app.errors import SluiceError
 from app.observability import metrics
 from app.storage.partitions import partitions_ahead
@@ -23,9 +23,11 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class MaintenanceReport:
-    partitions_created: list[str]
-    partitions_ready_until: datetime
-    event_keys_trimmed: int
+    ran: bool  # False: another process held the maintenance lock, so this one skipped
+    partitions_created: list[str] = field(default_factory=list)
+    partitions_ready_until: datetime | None = None
+    partitions_dropped: list[str] = field(default_factory=list)
+    rows_trimmed: dict[str, int] = field(default_factory=dict)
 
 
 async def ensure_partitions_ahead(
@@ -42,24 +44,44 @@ async def ensure_partitions_ahead(
 
 
 async def maintain(
-    repository: EventRepository, db: DatabaseSettings, now: datetime
+    repository: EventRepository,
+    db: DatabaseSettings,
+    retention: RetentionSettings,
+    now: datetime,
 ) -> MaintenanceReport:
-    created, ready_until = await ensure_partitions_ahead(repository, db, now)
-    trimmed = await repository.trim_event_keys(
-        older_than=now - timedelta(days=db.dedup_window_days)
-    )
-    return MaintenanceReport(created, ready_until, trimmed)
+    """One round of upkeep, run by whichever process wins the cluster-wide lock."""
+    async with repository.maintenance_lock() as won:
+        if not won:
+            return MaintenanceReport(ran=False)
+        created, ready_until = await ensure_partitions_ahead(repository, db, now)
+        dropped = await repository.drop_partitions_ending_before(
+            now - timedelta(days=retention.events_days)
+        )
+        if dropped:
+            log.info("expired partitions dropped", extra={"partitions": dropped})
+        trimmed = {
+            table: await repository.trim(table, older_than=now - timedelta(days=days))
+            for table, days in (
+                ("event_keys", db.dedup_window_days),
+                ("quarantine", retention.quarantine_days),
+                ("subject_audit", retention.audit_days),
+            )
+        }
+        return MaintenanceReport(True, created, ready_until, dropped, trimmed)
 
 
 async def run_periodically(
-    repository: EventRepository, db: DatabaseSettings, clock: WallClock
+    repository: EventRepository,
+    db: DatabaseSettings,
+    retention: RetentionSettings,
+    clock: WallClock,
 ) -> None:
     """The in-service loop: upkeep every `maintenance_interval_s`; failures are logged and
     retried at the next tick (a database outage must not kill the service)."""
     while True:
         await asyncio.sleep(db.maintenance_interval_s)
         try:
-            await maintain(repository, db, clock())
+            await maintain(repository, db, retention, clock())
         except SluiceError as exc:
             log.warning("maintenance failed; retrying next interval", extra={"error": exc.message})
         except Exception:  # a bug here must not stop upkeep for good, nor the service

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+import re
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -42,7 +43,17 @@ _TRANSIENT_SQLSTATES = frozenset(
 )
 _TRANSIENT_CLASSES = frozenset({"08"})  # connection_exception
 _REFUSED_CLASSES = frozenset({"22", "23", "54"})  # data exception, integrity, program limit
-_MAINTENANCE_LOCK = 0x51_0CE  # pg_advisory_xact_lock key shared by every Sluice process
+# Advisory lock keys shared by every Sluice process. Distinct: maintenance holds its session
+# lock while its own DDL takes the transaction lock on another connection.
+_PARTITION_DDL_LOCK = 0x51_0CE
+_MAINTENANCE_LOCK = 0x51_0CF
+# Tables trimmed by age, and the column that dates a row. Fixed names: never from input.
+_TRIMMABLE = {
+    "event_keys": "first_seen_at",
+    "quarantine": "received_at",
+    "subject_audit": "requested_at",
+}
+_BOUNDS = re.compile(r"FROM \('([^']+)'\) TO \('([^']+)'\)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,7 +220,7 @@ class EventRepository:
         created: list[str] = []
         with mapped_errors("ensure_partitions"):
             async with self._pool.acquire() as connection, connection.transaction():
-                await connection.execute("SELECT pg_advisory_xact_lock($1)", _MAINTENANCE_LOCK)
+                await connection.execute("SELECT pg_advisory_xact_lock($1)", _PARTITION_DDL_LOCK)
                 for partition in ranges:
                     exists = await connection.fetchval(
                         "SELECT to_regclass($1) IS NOT NULL", partition.name
@@ -226,14 +237,17 @@ class EventRepository:
                     created.append(partition.name)
         return created
 
-    async def trim_event_keys(self, *, older_than: datetime, chunk: int = 10_000) -> int:
-        """Forget idempotency keys first seen before `older_than`, in small transactions."""
+    async def trim(self, table: str, *, older_than: datetime, chunk: int = 10_000) -> int:
+        """Delete rows of `table` dated before `older_than`, in small transactions so no
+        long lock or huge WAL burst hits the ingest path. Not for `events`: its retention
+        drops whole partitions."""
+        column = _TRIMMABLE[table]
         total = 0
-        with mapped_errors("trim_event_keys"):
+        with mapped_errors(f"trim {table}"):
             while True:
                 status = await self._pool.execute(
-                    "DELETE FROM event_keys WHERE ctid = ANY(ARRAY("
-                    "SELECT ctid FROM event_keys WHERE first_seen_at < $1 LIMIT $2))",
+                    f"DELETE FROM {table} WHERE ctid = ANY(ARRAY("  # noqa: S608 - fixed names
+                    f"SELECT ctid FROM {table} WHERE {column} < $1 LIMIT $2))",
                     older_than,
                     chunk,
                 )
@@ -241,6 +255,43 @@ class EventRepository:
                 total += deleted
                 if deleted < chunk:
                     return total
+
+    async def drop_partitions_ending_before(self, cutoff: datetime) -> list[str]:
+        """Detach and drop every partition whose whole range ends at or before `cutoff`:
+        retention by `DROP TABLE`, never a row-by-row `DELETE` on the events table."""
+        dropped: list[str] = []
+        with mapped_errors("drop_partitions"):
+            async with self._pool.acquire() as connection, connection.transaction():
+                await connection.execute("SELECT pg_advisory_xact_lock($1)", _PARTITION_DDL_LOCK)
+                rows = await connection.fetch(
+                    "SELECT c.relname, pg_get_expr(c.relpartbound, c.oid) AS bound "
+                    "FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+                    "WHERE i.inhparent = 'events'::regclass ORDER BY c.relname"
+                )
+                for row in rows:
+                    bounds = _BOUNDS.search(row["bound"] or "")
+                    if bounds is None or datetime.fromisoformat(bounds.group(2)) > cutoff:
+                        continue  # the DEFAULT partition, or still within retention
+                    name = row["relname"]
+                    await connection.execute(f'ALTER TABLE events DETACH PARTITION "{name}"')
+                    await connection.execute(f'DROP TABLE "{name}"')
+                    dropped.append(name)
+        return dropped
+
+    @asynccontextmanager
+    async def maintenance_lock(self) -> AsyncIterator[bool]:
+        """Yields whether this process won the cluster-wide maintenance lock; only the
+        winner should run upkeep, the others skip this round."""
+        with mapped_errors("maintenance_lock"):
+            async with self._pool.acquire() as connection:
+                won = bool(
+                    await connection.fetchval("SELECT pg_try_advisory_lock($1)", _MAINTENANCE_LOCK)
+                )
+                try:
+                    yield won
+                finally:
+                    if won:
+                        await connection.execute("SELECT pg_advisory_unlock($1)", _MAINTENANCE_LOCK)
 
     async def schema_revision(self, *, probe_timeout_s: float) -> str | None:
         """The applied Alembic revision; doubles as the readiness probe of the database."""

@@ -4,11 +4,8 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
-from collections.abc import AsyncIterator
 
 import asyncpg
-import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import Connection
@@ -18,19 +15,6 @@ from app.storage import migrations
 from app.storage.database import sqlalchemy_url
 from app.storage.migrations import include_name
 from app.storage.models import Base
-
-
-@pytest.fixture
-async def empty_database(admin_url: str) -> AsyncIterator[str]:
-    name = f"sluice_migrate_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(admin_url)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        head, _, query = admin_url.partition("?")
-        yield f"{head.rsplit('/', 1)[0]}/{name}" + (f"?{query}" if query else "")
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
 
 
 async def _tables(url: str) -> set[str]:
@@ -45,15 +29,15 @@ async def _tables(url: str) -> set[str]:
     return {row["tablename"] for row in rows}
 
 
-async def test_upgrade_downgrade_upgrade(empty_database: str) -> None:
-    await asyncio.to_thread(migrations.upgrade, empty_database)
-    assert {"events", "event_keys", "quarantine"} <= await _tables(empty_database)
+async def test_upgrade_downgrade_upgrade(fresh_database: str) -> None:
+    await asyncio.to_thread(migrations.upgrade, fresh_database)
+    assert {"events", "event_keys", "quarantine"} <= await _tables(fresh_database)
 
-    await asyncio.to_thread(migrations.downgrade, empty_database, "base")
-    assert await _tables(empty_database) == set()
+    await asyncio.to_thread(migrations.downgrade, fresh_database, "base")
+    assert await _tables(fresh_database) == set()
 
-    await asyncio.to_thread(migrations.upgrade, empty_database)
-    assert {"events", "event_keys", "quarantine"} <= await _tables(empty_database)
+    await asyncio.to_thread(migrations.upgrade, fresh_database)
+    assert {"events", "event_keys", "quarantine"} <= await _tables(fresh_database)
 
 
 async def test_models_match_migrations(database_url: str) -> None:

@@ -4,7 +4,7 @@ created on demand and ahead, idempotency keys trimmed past the dedup window."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import asyncpg
 import pytest
@@ -14,7 +14,6 @@ from app.errors import ErrorCode
 from app.pipeline.events import AnonymizedEvent, Outcome, Transport
 from app.pipeline.writer import BatchWriter
 from app.storage.database import create_pool
-from app.storage.maintenance import maintain
 from app.storage.repository import EventRepository
 from tests.support import unique_source
 
@@ -109,25 +108,3 @@ async def test_a_dropped_partition_is_recreated_and_the_write_retried(
 
     assert outcomes == [Outcome.STORED]
     assert await db.fetchval("SELECT count(*) FROM events WHERE source = $1", source) == 1
-
-
-async def test_maintain_creates_partitions_ahead_and_trims_old_keys(
-    repository: EventRepository, db: asyncpg.Connection
-) -> None:
-    source = unique_source()
-    now = datetime(2032, 1, 30, tzinfo=UTC)
-    await db.executemany(
-        "INSERT INTO event_keys (source, id, first_seen_at) VALUES ($1, $2, $3)",
-        [(source, "old", now - timedelta(days=40)), (source, "recent", now - timedelta(days=2))],
-    )
-    settings = DatabaseSettings(partition_width="month", partitions_ahead=2, dedup_window_days=31)
-
-    report = await maintain(repository, settings, now)
-
-    assert report.partitions_created == ["events_p20320101", "events_p20320201", "events_p20320301"]
-    assert report.partitions_ready_until == datetime(2032, 4, 1, tzinfo=UTC)
-    assert report.event_keys_trimmed >= 1
-    remaining = await db.fetch("SELECT id FROM event_keys WHERE source = $1", source)
-    assert [row["id"] for row in remaining] == ["recent"]
-    again = await maintain(repository, settings, now)
-    assert again.partitions_created == []
