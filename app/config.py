@@ -159,9 +159,3 @@ class Settings(_Group):
                 "without it subjects would be pseudonymized with a public key"
             )
         return self
-
-    @property
-    def pseudonym_key(self) -> bytes:
-        key = self.privacy.pseudonym_key
-        raw = key.get_secret_value() if key is not None else DEVELOPMENT_PSEUDONYM_KEY
-        return raw.encode()

@@ -81,16 +81,15 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
             retry_after_s=settings.batch.retry_after_s,
         )
         batcher.start()
-        anonymizer = SubjectPseudonymizer(
-            key=settings.pseudonym_key, key_id=settings.privacy.pseudonym_key_id
-        )
+        keyring = Keyring.from_settings(settings.privacy)
+        anonymizer = SubjectPseudonymizer(keyring)
         app.state.services = Services(
             settings=settings,
             repository=repository,
             batcher=batcher,
             ingest=IngestService(batcher, anonymizer, limits=settings.limits, batch=settings.batch),
             subjects=SubjectRepository(pool),
-            keyring=Keyring.from_settings(settings.privacy),
+            keyring=keyring,
             schema_head=head_revision(),
         )
         maintenance = asyncio.create_task(

@@ -20,7 +20,13 @@ import httpx
 import pytest
 from asgi_lifespan import LifespanManager
 
-from app.config import BatchSettings, DatabaseSettings, LimitSettings, Settings
+from app.config import (
+    BatchSettings,
+    DatabaseSettings,
+    LimitSettings,
+    PrivacySettings,
+    Settings,
+)
 from app.main import create_app
 from app.storage import migrations
 from app.storage.embedded import start_embedded
@@ -110,11 +116,15 @@ def make_settings(database_url: str) -> SettingsFactory:
         batch: dict[str, Any] | None = None,
         limits: dict[str, Any] | None = None,
         db: dict[str, Any] | None = None,
+        privacy: dict[str, Any] | None = None,
         url: str | None = None,
+        admin_token: str | None = None,
     ) -> Settings:
         return Settings(
             database_url=url or database_url,
             env="test",
+            admin_token=admin_token,
+            privacy=PrivacySettings(**(privacy or {})),
             batch=BatchSettings(**(batch or {})),
             limits=LimitSettings(**(limits or {})),
             db=DatabaseSettings(**{"pool_min_size": 1, "pool_max_size": 4, **(db or {})}),

@@ -102,7 +102,7 @@ async def unsuppress(body: SubjectsRequest, services: ServicesDep) -> Unsuppress
     return UnsuppressResponse(suppression_entries_removed=removed)
 
 
-@router.get("/subjects/{subject}/events", summary="What is stored for one subject (access)")
+@router.get("/subjects/{subject:path}/events", summary="What is stored for one subject (access)")
 async def subject_events(
     services: ServicesDep,
     subject: Annotated[str, Path(min_length=1, max_length=1024)],

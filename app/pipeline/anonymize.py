@@ -8,13 +8,12 @@ type has no field that could hold one.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from typing import Any, Protocol
 
 import orjson
 
 from app.pipeline.events import AnonymizedEvent, CloudEvent
+from app.privacy.keyring import Keyring
 
 
 class Anonymizer(Protocol):
@@ -48,15 +47,15 @@ class SubjectPseudonymizer:
 
     policy_version = "subject-only"
 
-    def __init__(self, *, key: bytes, key_id: str) -> None:
-        self._key = key
-        self.key_id = key_id
+    def __init__(self, keyring: Keyring) -> None:
+        self._keyring = keyring
+        self.key_id = keyring.active_id
 
     def quarantine_data(self, event_type: str | None, data: Any) -> str | None:
         return None  # no policy for `data` here: never keep it
 
     def pseudonym(self, value: str) -> str:
-        return hmac.new(self._key, value.encode(), hashlib.sha256).hexdigest()
+        return self._keyring.pseudonym(value)
 
     def anonymize(self, event: CloudEvent) -> AnonymizedEvent:
         subject = event.subject
@@ -76,4 +75,7 @@ class SubjectPseudonymizer:
             size=event.size,
             transport=event.transport,
             policy_version=self.policy_version,
+            subject_lookup=",".join(self._keyring.all_pseudonyms(subject).values())
+            if subject is not None
+            else None,
         )

@@ -13,6 +13,7 @@ import pytest
 
 from app.pipeline.anonymize import Anonymizer, SubjectPseudonymizer
 from app.pipeline.events import AnonymizedEvent, CloudEvent, Transport
+from app.privacy.keyring import Keyring
 
 KEY = b"test-key-0123456789"
 SUBJECT = "secret@example.com"
@@ -39,7 +40,7 @@ def cloud_event(**overrides: Any) -> CloudEvent:
 
 
 def pseudonymizer(key: bytes = KEY, key_id: str = "k1") -> SubjectPseudonymizer:
-    return SubjectPseudonymizer(key=key, key_id=key_id)
+    return SubjectPseudonymizer(Keyring(active_id=key_id, keys={key_id: key}))
 
 
 def test_is_an_anonymizer() -> None:
@@ -61,7 +62,7 @@ def test_pseudonym_is_not_a_plain_hash() -> None:
 def test_pseudonym_is_stable_for_the_same_key() -> None:
     first = pseudonymizer().pseudonym(SUBJECT)
     assert pseudonymizer().pseudonym(SUBJECT) == first
-    assert SubjectPseudonymizer(key=bytes(KEY), key_id="other").pseudonym(SUBJECT) == first
+    assert pseudonymizer(key=bytes(KEY), key_id="other").pseudonym(SUBJECT) == first
 
 
 def test_pseudonym_differs_across_keys_and_subjects() -> None:

@@ -16,6 +16,11 @@ from app.config import (
     LimitSettings,
     Settings,
 )
+from app.privacy.keyring import Keyring
+
+
+def _active_key(settings: Settings) -> bytes:
+    return Keyring.from_settings(settings.privacy).keys[settings.privacy.pseudonym_key_id]
 
 
 @pytest.fixture(autouse=True)
@@ -58,7 +63,10 @@ def test_defaults() -> None:
     assert settings.privacy.pseudonym_key is None
     assert settings.privacy.pseudonym_key_id == "k1"
     # Outside production the public development key stands in.
-    assert settings.pseudonym_key == DEVELOPMENT_PSEUDONYM_KEY.encode()
+    assert (
+        Keyring.from_settings(settings.privacy).keys[settings.privacy.pseudonym_key_id]
+        == DEVELOPMENT_PSEUDONYM_KEY.encode()
+    )
 
 
 def test_production_without_a_pseudonym_key_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -86,7 +94,10 @@ def test_production_with_a_pseudonym_key(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setenv("SLUICE_PRIVACY_PSEUDONYM_KEY_ID", "k2024")
     settings = Settings()
     assert settings.env is Environment.PRODUCTION
-    assert settings.pseudonym_key == b"s3cret-key-material"
+    assert (
+        Keyring.from_settings(settings.privacy).keys[settings.privacy.pseudonym_key_id]
+        == b"s3cret-key-material"
+    )
     assert settings.privacy.pseudonym_key_id == "k2024"
     assert "s3cret-key-material" not in repr(settings)
     assert "s3cret-key-material" not in str(settings.model_dump())
@@ -100,7 +111,7 @@ def test_invalid_pseudonym_key_id_is_refused(monkeypatch: pytest.MonkeyPatch) ->
 
 def test_development_key_is_used_only_when_none_is_set(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SLUICE_PRIVACY_PSEUDONYM_KEY", "dev-override")
-    assert Settings().pseudonym_key == b"dev-override"
+    assert Keyring.from_settings(Settings().privacy).keys["k1"] == b"dev-override"
 
 
 @pytest.mark.parametrize(
