@@ -1,0 +1,133 @@
+"""`python -m bench` (`make bench`): see bench/README.md."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import time
+import uuid
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+from app.config import BatchSettings, DatabaseSettings
+from bench import cpu, database
+from bench.copy_ceiling import measure_copy
+from bench.load import LoadPlan, LoadRun, Tally
+from bench.report import Result, cpu_figures, percentile, render, write_json
+from bench.server import Service, running_service
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--duration", type=float, default=20.0, help="measured seconds")
+    parser.add_argument("--warmup", type=float, default=2.0, help="unmeasured seconds first")
+    parser.add_argument("--clients", type=int, default=32, help="concurrent clients")
+    parser.add_argument(
+        "--client-processes", type=int, default=1, help="processes the clients are spread over"
+    )
+    parser.add_argument("--batch", type=int, default=50, help="events per request")
+    parser.add_argument("--workers", type=int, default=2, help="service worker processes")
+    parser.add_argument("--min-ratio", type=float, default=0.3, help="events/s ÷ COPY rows/s")
+    parser.add_argument("--copy-rows", type=int, default=200_000, help="rows for the ceiling")
+    parser.add_argument("--copy-chunk", type=int, default=5_000, help="rows per COPY")
+    return parser
+
+
+def _server_knobs() -> str:
+    batch, db = BatchSettings(), DatabaseSettings()
+    return (
+        f"batch max_size={batch.max_size} max_delay_ms={batch.max_delay_ms:g} "
+        f"write_concurrency={batch.write_concurrency}, db pool_max_size={db.pool_max_size}"
+    )
+
+
+def _load(args: argparse.Namespace, service: Service) -> tuple[Tally, dict[str, Any]]:
+    plan = LoadPlan(
+        base_url=service.base_url,
+        clients=args.clients,
+        processes=min(args.client_processes, args.clients),
+        batch=args.batch,
+        warmup_s=args.warmup,
+        duration_s=args.duration,
+        run_tag=uuid.uuid4().hex[:8],
+    )
+    with LoadRun(plan) as run:
+        timeline = run.start()
+        time.sleep(max(0.0, timeline.warmup_end - time.monotonic()))
+        before = cpu.sample(service.pid)
+        time.sleep(max(0.0, timeline.end - time.monotonic()))
+        after = cpu.sample(service.pid)
+        tally = run.collect()
+    use = cpu.usage(before, after, args.duration)
+    return tally, cpu_figures(use, tally.cpu_s, args.duration)
+
+
+def _run(args: argparse.Namespace) -> Result:
+    admin, where = database.admin_url()
+    print(f"bench: PostgreSQL ({where}); creating a scratch database", flush=True)
+    with database.scratch_database(admin) as url:
+        database.checkpoint(admin)
+        print(f"bench: COPY ceiling, {args.copy_rows:,} rows", flush=True)
+        copied = measure_copy(url, rows=args.copy_rows, chunk=args.copy_chunk)
+        database.checkpoint(admin)
+        print(f"bench: starting the service ({args.workers} workers)", flush=True)
+        with running_service(url, workers=args.workers) as service:
+            print(
+                f"bench: {args.clients} clients, {args.warmup:g} s warm-up + "
+                f"{args.duration:g} s measured",
+                flush=True,
+            )
+            tally, cpu_pct = _load(args, service)
+            if tally.errors:
+                print(f"bench: service log (tail):\n{service.log_tail()}", file=sys.stderr)
+        db_events = database.count_events(url)
+    latencies = tally.latencies_s
+    return Result(
+        events_per_s=tally.window_events / args.duration,
+        requests_per_s=len(latencies) / args.duration,
+        p50_ms=1000 * percentile(latencies, 0.50),
+        p90_ms=1000 * percentile(latencies, 0.90),
+        p99_ms=1000 * percentile(latencies, 0.99),
+        max_ms=1000 * max(latencies, default=float("nan")),
+        copy_rows_per_s=copied.rows_per_s,
+        min_ratio=args.min_ratio,
+        acked_events=tally.stored_events,
+        db_events=db_events,
+        errors=dict(tally.errors),
+        setup={
+            "clients": args.clients,
+            "client_processes": min(args.client_processes, args.clients),
+            "batch": args.batch,
+            "workers": args.workers,
+            "duration_s": args.duration,
+            "warmup_s": args.warmup,
+            "copy_rows": args.copy_rows,
+            "server": _server_knobs(),
+            "database": where,
+        },
+        cpu_pct=cpu_pct,
+    )
+
+
+def _terminate(signum: int, _: object) -> NoReturn:
+    raise SystemExit(128 + signum)  # unwinds through every cleanup, like Ctrl-C
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminate)
+    try:
+        result = _run(args)
+    except KeyboardInterrupt:
+        print("bench: interrupted; the scratch database was dropped", file=sys.stderr)
+        return 130
+    print(render(result))
+    path, line = write_json(result)
+    print(f"bench: figures written to {path}")
+    print(line)
+    return 0 if result.passed else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,244 @@
+"""The load: client processes, each running concurrent keep-alive clients on one loop.
+
+Every client POSTs a batch, waits for the answer, and repeats, so `clients` requests are
+in flight at any moment (a closed loop: latency and throughput are two views of one
+queue). Processes start together: each gets ready (interpreter up, modules imported),
+then all wait for one start signal and share the timeline `start → warm-up end → end`,
+on the machine's monotonic clock. A request counts in the window when its answer arrives
+inside it; any answer but 200 counts as an error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import multiprocessing as mp
+import signal
+import ssl
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from multiprocessing.queues import Queue
+from multiprocessing.sharedctypes import Synchronized
+from multiprocessing.synchronize import Event
+from queue import Empty
+from typing import TypeVar
+
+import httpx
+import orjson
+import uvloop
+
+from bench.events import batch_body, client_source
+
+_T = TypeVar("_T")
+CONTENT_TYPE = "application/cloudevents-batch+json"
+READY_TIMEOUT_S = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class LoadPlan:
+    base_url: str
+    clients: int
+    processes: int
+    batch: int
+    warmup_s: float
+    duration_s: float
+    run_tag: str
+
+    def clients_of(self, process: int) -> range:
+        return range(process, self.clients, self.processes)
+
+    def connect_at(self, start: float, client: int) -> float:
+        """When `client` opens its connection: spread over the first half of the warm-up.
+
+        The service's workers share one listening socket, and a worker that wakes up to
+        accept takes every connection pending; a burst of simultaneous connects lands on
+        one worker and stays there (keep-alive). Connecting one at a time lets the least
+        busy worker take each, as a stream of producers connecting over time would.
+        """
+        return start + client * self.warmup_s / 2 / self.clients
+
+
+@dataclass(slots=True)
+class Tally:
+    """What one process saw; processes' tallies add up."""
+
+    latencies_s: list[float] = field(default_factory=list)  # answers inside the window
+    window_events: int = 0  # events answered `stored` inside the window
+    stored_events: int = 0  # events answered `stored` at any time (warm-up and tail too)
+    requests: int = 0  # requests answered at any time
+    errors: Counter[str] = field(default_factory=Counter)  # by status or exception
+    cpu_s: float = 0.0  # the process's CPU time inside the window
+
+    def add(self, other: Tally) -> None:
+        self.latencies_s.extend(other.latencies_s)
+        self.window_events += other.window_events
+        self.stored_events += other.stored_events
+        self.requests += other.requests
+        self.errors.update(other.errors)
+        self.cpu_s += other.cpu_s
+
+
+@dataclass(frozen=True, slots=True)
+class Timeline:
+    start: float
+    warmup_end: float
+    end: float
+
+    @classmethod
+    def starting(cls, start: float, plan: LoadPlan) -> Timeline:
+        warmup_end = start + plan.warmup_s
+        return cls(start, warmup_end, warmup_end + plan.duration_s)
+
+
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    return ssl.create_default_context()
+
+
+async def _client(
+    plan: LoadPlan, timeline: Timeline, client: int, source: str, tally: Tally
+) -> None:
+    await asyncio.sleep(max(0.0, plan.connect_at(timeline.start, client) - time.monotonic()))
+    # One client, one pool of one keep-alive connection: httpcore's pool scans all its
+    # connections for every request (encode/httpcore#1035), which made one shared pool of
+    # 32 connections cost the client ~4 ms of CPU per request.
+    async with httpx.AsyncClient(
+        base_url=plan.base_url,
+        headers={"content-type": CONTENT_TYPE},
+        limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
+        timeout=httpx.Timeout(30.0),
+        verify=_tls_context(),  # plain HTTP; shared, or every client loads the CA bundle
+    ) as http:
+        next_id = 0
+        while time.monotonic() < timeline.end:
+            body = batch_body(source, next_id, plan.batch)
+            next_id += plan.batch
+            await _post(http, body, timeline, tally)
+
+
+async def _post(http: httpx.AsyncClient, body: bytes, timeline: Timeline, tally: Tally) -> None:
+    sent = time.monotonic()
+    try:
+        response = await http.post("/ingest", content=body)
+    except httpx.HTTPError as exc:
+        tally.errors[type(exc).__name__] += 1
+        await asyncio.sleep(0.1)
+        return
+    answered = time.monotonic()
+    tally.requests += 1
+    if response.status_code != 200:
+        tally.errors[f"HTTP {response.status_code}"] += 1
+        retry_after = response.headers.get("retry-after", "")
+        await asyncio.sleep(min(float(retry_after), 1.0) if retry_after.isdigit() else 0.1)
+        return
+    stored: int = orjson.loads(response.content)["stored"]
+    tally.stored_events += stored
+    if timeline.warmup_end <= answered < timeline.end:
+        tally.window_events += stored
+        tally.latencies_s.append(answered - sent)
+
+
+async def _run(plan: LoadPlan, process: int, timeline: Timeline) -> Tally:
+    tally = Tally()
+    await asyncio.gather(
+        _measure_cpu(timeline, tally),
+        *(
+            _client(plan, timeline, c, client_source(plan.run_tag, process, c), tally)
+            for c in plan.clients_of(process)
+        ),
+    )
+    return tally
+
+
+async def _measure_cpu(timeline: Timeline, tally: Tally) -> None:
+    await asyncio.sleep(max(0.0, timeline.warmup_end - time.monotonic()))
+    before = time.process_time()
+    await asyncio.sleep(max(0.0, timeline.end - time.monotonic()))
+    tally.cpu_s = time.process_time() - before
+
+
+def _process_main(
+    plan: LoadPlan,
+    process: int,
+    *,
+    ready: Queue[int],
+    go: Event,
+    start_at: Synchronized[float],
+    results: Queue[Tally],
+) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and ends us
+    ready.put(process)
+    go.wait()
+    timeline = Timeline.starting(start_at.value, plan)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        results.put(runner.run(_run(plan, process, timeline)))
+
+
+class LoadRun:
+    """Client processes started, ready and released together; `collect()` their tallies."""
+
+    def __init__(self, plan: LoadPlan) -> None:
+        self._plan = plan
+        context = mp.get_context("spawn")
+        self._ready: Queue[int] = context.Queue()
+        self._results: Queue[Tally] = context.Queue()
+        self._go = context.Event()
+        self._start_at = context.Value("d", 0.0)
+        self._workers = [
+            context.Process(
+                target=_process_main,
+                args=(plan, index),
+                kwargs={
+                    "ready": self._ready,
+                    "go": self._go,
+                    "start_at": self._start_at,
+                    "results": self._results,
+                },
+                name=f"bench-client-{index}",
+            )
+            for index in range(plan.processes)
+        ]
+
+    def __enter__(self) -> LoadRun:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        for worker in self._workers:
+            if worker.pid is None:  # never started
+                continue
+            if worker.is_alive():
+                worker.terminate()
+            worker.join()
+
+    def start(self) -> Timeline:
+        for worker in self._workers:
+            worker.start()
+        for _ in self._workers:
+            self._get(self._ready, READY_TIMEOUT_S)
+        start = time.monotonic() + 0.05
+        self._start_at.value = start
+        self._go.set()
+        return Timeline.starting(start, self._plan)
+
+    def collect(self) -> Tally:
+        """Wait for every process (each waits for its last answers) and add up."""
+        total = Tally()
+        timeout = self._plan.warmup_s + self._plan.duration_s + 120
+        for _ in self._workers:
+            total.add(self._get(self._results, timeout))
+        for worker in self._workers:
+            worker.join(timeout=10)
+        return total
+
+    def _get(self, queue: Queue[_T], timeout_s: float) -> _T:
+        """The next item, failing fast when a client process died instead of sending it."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            with contextlib.suppress(Empty):
+                return queue.get(timeout=0.5)
+            dead = [w.name for w in self._workers if w.exitcode not in (None, 0)]
+            if dead:
+                raise RuntimeError(f"client process failed: {', '.join(dead)}")
+        raise TimeoutError(f"no word from the client processes in {timeout_s:.0f} s")

@@ -1,0 +1,129 @@
+"""The verdict: figures, PASS/FAIL, the printed block and the JSON beside it."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from bench.cpu import CpuUse
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+# Percent of a core used by neither the clients, the service nor PostgreSQL (the kernel's
+# share of loopback traffic stays well below): beyond it, another job shared the machine.
+OTHER_CPU_WARNING = 20.0
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    """Nearest-rank percentile of `values` (nan when empty)."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    rank = max(1, math.ceil(fraction * len(ordered)))
+    return ordered[rank - 1]
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    events_per_s: float
+    requests_per_s: float
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    max_ms: float
+    copy_rows_per_s: float
+    min_ratio: float
+    acked_events: int  # answered `stored`, over the whole run
+    db_events: int  # SELECT count(*) FROM events afterwards
+    errors: dict[str, int]
+    setup: dict[str, Any]  # what was run: clients, batch, workers, server knobs, database
+    cpu_pct: dict[str, Any] = field(default_factory=dict)  # percent of one core
+
+    @property
+    def ratio(self) -> float:
+        return self.events_per_s / self.copy_rows_per_s if self.copy_rows_per_s else 0.0
+
+    def failures(self) -> list[str]:
+        reasons = []
+        if self.ratio < self.min_ratio:
+            reasons.append(f"ratio {self.ratio:.3f} < {self.min_ratio}")
+        if self.errors:
+            reasons.append(f"{sum(self.errors.values())} requests failed")
+        if self.db_events < self.acked_events:
+            reasons.append(f"{self.acked_events - self.db_events} acknowledged events missing")
+        if self.events_per_s <= 0:
+            reasons.append("nothing was committed")
+        return reasons
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures()
+
+    def as_json(self) -> dict[str, Any]:
+        return {**asdict(self), "ratio": self.ratio, "passed": self.passed}
+
+
+def cpu_figures(use: CpuUse | None, client_cpu_s: float, seconds: float) -> dict[str, Any]:
+    figures: dict[str, Any] = {"clients": 100.0 * client_cpu_s / seconds}
+    if use is not None:
+        figures |= {
+            "service": use.service,
+            "service_workers": use.workers,
+            "postgres": use.postgres,
+            "other": max(0.0, use.machine_busy - use.service - use.postgres - figures["clients"]),
+            "machine_busy": use.machine_busy,
+            "machine_capacity": use.machine_capacity,
+        }
+    return figures
+
+
+def render(result: Result) -> str:
+    setup = result.setup
+    cpu = result.cpu_pct
+    lines = [
+        "",
+        "── Sluice bench ─────────────────────────────────────────────",
+        f"setup          {setup['clients']} clients in {setup['client_processes']} processes, "
+        f"{setup['batch']}-event batches, {setup['workers']} workers, "
+        f"{setup['duration_s']:g} s after {setup['warmup_s']:g} s warm-up",
+        f"server knobs   {setup['server']}",
+        f"database       {setup['database']}",
+        f"committed      {result.events_per_s:,.0f} events/s "
+        f"({result.requests_per_s:,.0f} requests/s)",
+        f"ack latency    p50 {result.p50_ms:.1f} ms   p90 {result.p90_ms:.1f} ms   "
+        f"p99 {result.p99_ms:.1f} ms   max {result.max_ms:.1f} ms",
+        f"COPY ceiling   {result.copy_rows_per_s:,.0f} rows/s "
+        f"({setup['copy_rows']:,} rows, one stream)",
+        f"ratio          {result.ratio:.3f}   (required: ≥ {result.min_ratio})",
+        f"verified       {result.acked_events:,} events acknowledged as stored, "
+        f"{result.db_events:,} rows in events",
+    ]
+    if result.errors:
+        lines.append(f"errors         {dict(sorted(result.errors.items()))}")
+    if "service" in cpu:
+        workers = " + ".join(f"{pct:.0f}" for pct in cpu["service_workers"])
+        lines.append(
+            f"CPU (% core)   clients {cpu['clients']:.0f}   service {cpu['service']:.0f} "
+            f"(workers {workers})   postgres {cpu['postgres']:.0f}   other {cpu['other']:.0f}   "
+            f"machine {cpu['machine_busy']:.0f} of {cpu['machine_capacity']:.0f}"
+        )
+        if cpu["other"] > OTHER_CPU_WARNING:
+            lines.append(
+                "note           other processes kept the machine busy during the window: "
+                "figures may be low"
+            )
+    verdict = "PASS" if result.passed else "FAIL: " + "; ".join(result.failures())
+    lines += [f"result         {verdict}", "─" * 61]
+    return "\n".join(lines)
+
+
+def write_json(result: Result) -> tuple[Path, str]:
+    """Write `bench/results/latest.json`; return its path and the one-line JSON."""
+    line = orjson.dumps(result.as_json()).decode()
+    RESULTS_DIR.mkdir(exist_ok=True)
+    path = RESULTS_DIR / "latest.json"
+    path.write_bytes(orjson.dumps(result.as_json(), option=orjson.OPT_INDENT_2) + b"\n")
+    return path, line

@@ -1,0 +1,103 @@
+"""The service under test: `python -m app serve --workers N` as a child process.
+
+It runs in its own session, so a Ctrl-C at the terminal reaches the benchmark only,
+which then stops the service with SIGTERM (a graceful drain) and waits for it. Its output
+goes to a temporary log, shown only when it fails to start.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+import httpx
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True, slots=True)
+class Service:
+    base_url: str
+    pid: int  # gunicorn's master; its workers are its children
+    log: IO[bytes]
+
+    def log_tail(self, size: int = 4000) -> str:
+        return _tail(self.log, size)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@contextmanager
+def running_service(
+    database_url: str, *, workers: int, timeout_s: float = 60.0
+) -> Iterator[Service]:
+    port = free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "SLUICE_LOG_LEVEL": os.environ.get("SLUICE_LOG_LEVEL", "WARNING"),
+    }
+    command = [sys.executable, "-m", "app", "serve", "--workers", str(workers)]
+    with tempfile.TemporaryFile() as log:
+        process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+            [*command, "--port", str(port)],
+            cwd=PROJECT_ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            base_url = f"http://127.0.0.1:{port}"
+            _wait_until_ready(base_url, process, log, timeout_s)
+            yield Service(base_url=base_url, pid=process.pid, log=log)
+        finally:
+            _stop(process)
+
+
+def _wait_until_ready(
+    base_url: str, process: subprocess.Popen[bytes], log: IO[bytes], timeout_s: float
+) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the service exited with {process.returncode}:\n{_tail(log)}")
+        try:
+            if httpx.get(f"{base_url}/health/ready", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise TimeoutError(f"the service was not ready in {timeout_s:.0f} s:\n{_tail(log)}")
+
+
+def _tail(log: IO[bytes], size: int = 4000) -> str:
+    log.seek(0)
+    text = log.read().decode(errors="replace")
+    log.seek(0, os.SEEK_END)
+    return text[-size:]
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
