@@ -75,7 +75,5 @@ class SubjectPseudonymizer:
             size=event.size,
             transport=event.transport,
             policy_version=self.policy_version,
-            subject_lookup=",".join(self._keyring.all_pseudonyms(subject).values())
-            if subject is not None
-            else None,
+            subject_lookup=self._keyring.lookup(subject) if subject is not None else None,
         )

@@ -42,6 +42,7 @@ _CORE_ATTRIBUTES = frozenset(
     }
 )
 _INT32 = range(-(2**31), 2**31)
+_SIZED_ATTRIBUTES = ("id", "source", "type", "subject", "datacontenttype", "dataschema", "time")
 
 
 class Envelope(BaseModel):
@@ -84,7 +85,6 @@ def _validate(candidate: Candidate, limits: LimitSettings) -> CloudEvent:
             ErrorCode.NUL_CHARACTER, nul_path, "strings must not contain the NUL character"
         )
     envelope = _parse_envelope(raw)
-    _check_attribute_lengths(envelope, limits)
     extensions = _extensions(envelope, limits)
     time = _parse_time(envelope.time)
     if candidate.binary_data is not None:
@@ -95,7 +95,7 @@ def _validate(candidate: Candidate, limits: LimitSettings) -> CloudEvent:
         data, is_base64 = _structured_data(envelope)
         # Serialized once only to measure it, in UTF-8 bytes as it will be stored.
         data_size = len(orjson.dumps(data)) if data is not None else 0
-    size = data_size + _attributes_size(envelope, extensions)
+    size = data_size + _attributes_size(envelope, extensions, limits)
     if size > limits.max_event_bytes:
         raise _Refused(
             ErrorCode.EVENT_TOO_LARGE,
@@ -142,18 +142,6 @@ def _refusal_from_pydantic(exc: PydanticValidationError) -> _Refused:
             ErrorCode.INVALID_ATTRIBUTE, field, f"attribute '{field}' must not be empty"
         )
     return _Refused(ErrorCode.INVALID_ATTRIBUTE, field, f"attribute '{field}' must be a string")
-
-
-def _check_attribute_lengths(envelope: Envelope, limits: LimitSettings) -> None:
-    # Long keys would overflow a btree index entry and fail the whole batch in PostgreSQL.
-    for name in ("id", "source", "type", "subject", "datacontenttype", "dataschema", "time"):
-        value = getattr(envelope, name)
-        if value is not None and len(value) > limits.max_attribute_chars:
-            raise _Refused(
-                ErrorCode.ATTRIBUTE_TOO_LONG,
-                name,
-                f"attribute '{name}' exceeds {limits.max_attribute_chars} characters",
-            )
 
 
 def _extensions(envelope: Envelope, limits: LimitSettings) -> dict[str, ExtensionValue]:
@@ -221,13 +209,24 @@ def _structured_data(envelope: Envelope) -> tuple[Any, bool]:
     return envelope.data, False
 
 
-def _attributes_size(envelope: Envelope, extensions: dict[str, ExtensionValue]) -> int:
-    """UTF-8 bytes of names and values, as they will be stored."""
+def _attributes_size(
+    envelope: Envelope, extensions: dict[str, ExtensionValue], limits: LimitSettings
+) -> int:
+    """UTF-8 bytes of names and values, as they will be stored; refuses an attribute too
+    long for an index entry (it would fail the whole batch inside PostgreSQL)."""
     size = 0
-    for name in ("id", "source", "type", "time", "subject", "datacontenttype", "dataschema"):
-        value = getattr(envelope, name)
-        if value is not None:
-            size += len(name) + len(value.encode())
+    values = envelope.__dict__
+    for name in _SIZED_ATTRIBUTES:
+        value = values[name]
+        if value is None:
+            continue
+        if len(value) > limits.max_attribute_chars:
+            raise _Refused(
+                ErrorCode.ATTRIBUTE_TOO_LONG,
+                name,
+                f"attribute '{name}' exceeds {limits.max_attribute_chars} characters",
+            )
+        size += len(name) + (len(value) if value.isascii() else len(value.encode()))
     for name, value in extensions.items():
         size += len(name) + len(str(value).encode())
     return size

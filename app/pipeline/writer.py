@@ -83,6 +83,13 @@ class BatchWriter:
             return first + await self._write_isolating(batch[middle:], deadline)
 
     async def _write_retrying(self, batch: list[Writable], deadline: float) -> list[Outcome]:
+        # The first attempt goes straight through: building a retry controller per batch
+        # costs more than the write's own Python work when nothing fails.
+        try:
+            return await self._write_once(batch)
+        except TransientStorageError:
+            metrics.FLUSH_RETRIES.inc()
+            log.warning("retrying batch write after a transient database error")
         retrying = AsyncRetrying(
             retry=retry_if_exception_type(TransientStorageError),
             wait=wait_random_exponential(multiplier=0.05, max=self._max_backoff_s),
