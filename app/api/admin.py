@@ -22,7 +22,7 @@ from app.storage.subjects import SubjectPseudonyms
 Subject = Annotated[str, StringConstraints(min_length=1, max_length=1024)]
 
 
-def require_admin(
+async def require_admin(
     services: ServicesDep, authorization: Annotated[str | None, Header()] = None
 ) -> None:
     expected = services.settings.admin_token
