@@ -22,6 +22,7 @@ import uvicorn
 from app.clock import utc_now
 from app.config import Environment, Settings
 from app.observability.logging import configure_logging, logging_config
+from app.privacy.policy import PolicyError, load_policy
 from app.storage import migrations
 from app.storage.database import create_pool
 from app.storage.embedded import ensure_database, start_embedded
@@ -74,6 +75,11 @@ def _database_url(settings: Settings, *, keep_running: bool) -> str:
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    try:  # checked here too, so a bad policy is one clear line, not a worker's traceback
+        load_policy(settings.privacy.policy_path)
+    except PolicyError as exc:
+        print(f"sluice: invalid anonymization policy: {exc}", file=sys.stderr)
+        return 2
     host = args.host or settings.host
     port = args.port if args.port is not None else settings.port
     # gunicorn replaces this process, so nothing would stop the embedded server on exit.

@@ -22,11 +22,12 @@ from app.clock import utc_now
 from app.config import DEVELOPMENT_PSEUDONYM_KEY, Settings
 from app.observability.access_log import AccessLogMiddleware
 from app.observability.logging import configure_logging
-from app.pipeline.anonymize import SubjectPseudonymizer
 from app.pipeline.batcher import Batcher
 from app.pipeline.ingest import IngestService
 from app.pipeline.writer import BatchWriter
+from app.privacy.engine import PolicyAnonymizer
 from app.privacy.keyring import Keyring
+from app.privacy.policy import load_policy
 from app.storage.database import create_pool
 from app.storage.maintenance import run_periodically
 from app.storage.migrations import head_revision
@@ -58,6 +59,10 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     if settings.database_url is None:
         raise RuntimeError("DATABASE_URL is not set (python -m app serve starts an embedded one)")
+    # Before anything connects: a bad policy must stop the start, not the first event.
+    keyring = Keyring.from_settings(settings.privacy)
+    anonymizer = PolicyAnonymizer(load_policy(settings.privacy.policy_path), keyring)
+    log.info("anonymization policy loaded", extra={"policy_version": anonymizer.policy_version})
     if settings.privacy.pseudonym_key is None:
         log.warning(
             "SLUICE_PRIVACY_PSEUDONYM_KEY is unset: subjects are pseudonymized with the "
@@ -81,8 +86,6 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
             retry_after_s=settings.batch.retry_after_s,
         )
         batcher.start()
-        keyring = Keyring.from_settings(settings.privacy)
-        anonymizer = SubjectPseudonymizer(keyring)
         app.state.services = Services(
             settings=settings,
             repository=repository,
