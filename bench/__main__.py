@@ -42,7 +42,7 @@ def _server_knobs() -> str:
     )
 
 
-def _load(args: argparse.Namespace, service: Service) -> tuple[Tally, dict[str, Any]]:
+def _load(args: argparse.Namespace, service: Service) -> tuple[Tally, dict[str, Any], float | None]:
     plan = LoadPlan(
         base_url=service.base_url,
         clients=args.clients,
@@ -56,11 +56,18 @@ def _load(args: argparse.Namespace, service: Service) -> tuple[Tally, dict[str, 
         timeline = run.start()
         time.sleep(max(0.0, timeline.warmup_end - time.monotonic()))
         before = cpu.sample(service.pid)
+        anonymize_before = service.metric("sluice_anonymize_seconds_total")
         time.sleep(max(0.0, timeline.end - time.monotonic()))
         after = cpu.sample(service.pid)
+        anonymize_after = service.metric("sluice_anonymize_seconds_total")
         tally = run.collect()
     use = cpu.usage(before, after, args.duration)
-    return tally, cpu_figures(use, tally.cpu_s, args.duration)
+    anonymize_s = (
+        anonymize_after - anonymize_before
+        if anonymize_before is not None and anonymize_after is not None
+        else None
+    )
+    return tally, cpu_figures(use, tally.cpu_s, args.duration), anonymize_s
 
 
 def _run(args: argparse.Namespace) -> Result:
@@ -78,7 +85,7 @@ def _run(args: argparse.Namespace) -> Result:
                 f"{args.duration:g} s measured",
                 flush=True,
             )
-            tally, cpu_pct = _load(args, service)
+            tally, cpu_pct, anonymize_s = _load(args, service)
             if tally.errors:
                 print(f"bench: service log (tail):\n{service.log_tail()}", file=sys.stderr)
         db_events = database.count_events(url)
@@ -107,6 +114,7 @@ def _run(args: argparse.Namespace) -> Result:
             "database": where,
         },
         cpu_pct=cpu_pct,
+        anonymize_s=anonymize_s,
     )
 
 

@@ -41,6 +41,32 @@ class Result:
     errors: dict[str, int]
     setup: dict[str, Any]  # what was run: clients, batch, workers, server knobs, database
     cpu_pct: dict[str, Any] = field(default_factory=dict)  # percent of one core
+    # Seconds the service spent in its anonymization stage during the window (from its
+    # own `sluice_anonymize_seconds_total`), and the ceiling on its share of the
+    # end-to-end CPU time per event (service + PostgreSQL).
+    anonymize_s: float | None = None
+    max_anonymize_share: float = 0.10
+
+    @property
+    def anonymize_us_per_event(self) -> float | None:
+        if self.anonymize_s is None or self.events_per_s <= 0:
+            return None
+        return 1e6 * self.anonymize_s / (self.events_per_s * self.setup["duration_s"])
+
+    @property
+    def end_to_end_us_per_event(self) -> float | None:
+        cpu = self.cpu_pct
+        if "service" not in cpu or self.events_per_s <= 0:
+            return None
+        busy_cores = (float(cpu["service"]) + float(cpu["postgres"])) / 100.0
+        return 1e6 * busy_cores / self.events_per_s
+
+    @property
+    def anonymize_share(self) -> float | None:
+        anonymize, end_to_end = self.anonymize_us_per_event, self.end_to_end_us_per_event
+        if anonymize is None or not end_to_end:
+            return None
+        return anonymize / end_to_end
 
     @property
     def ratio(self) -> float:
@@ -56,6 +82,9 @@ class Result:
             reasons.append(f"{self.acked_events - self.db_events} acknowledged events missing")
         if self.events_per_s <= 0:
             reasons.append("nothing was committed")
+        share = self.anonymize_share
+        if share is not None and share > self.max_anonymize_share:
+            reasons.append(f"anonymization share {share:.3f} > {self.max_anonymize_share}")
         return reasons
 
     @property
@@ -63,7 +92,14 @@ class Result:
         return not self.failures()
 
     def as_json(self) -> dict[str, Any]:
-        return {**asdict(self), "ratio": self.ratio, "passed": self.passed}
+        return {
+            **asdict(self),
+            "ratio": self.ratio,
+            "anonymize_us_per_event": self.anonymize_us_per_event,
+            "end_to_end_us_per_event": self.end_to_end_us_per_event,
+            "anonymize_share": self.anonymize_share,
+            "passed": self.passed,
+        }
 
 
 def cpu_figures(use: CpuUse | None, client_cpu_s: float, seconds: float) -> dict[str, Any]:
@@ -101,6 +137,13 @@ def render(result: Result) -> str:
         f"verified       {result.acked_events:,} events acknowledged as stored, "
         f"{result.db_events:,} rows in events",
     ]
+    share = result.anonymize_share
+    if share is not None:
+        lines.append(
+            f"anonymization  {result.anonymize_us_per_event:.1f} µs/event of "
+            f"{result.end_to_end_us_per_event:.1f} µs end-to-end CPU (service + postgres): "
+            f"{share:.3f}   (required: ≤ {result.max_anonymize_share})"
+        )
     if result.errors:
         lines.append(f"errors         {dict(sorted(result.errors.items()))}")
     if "service" in cpu:

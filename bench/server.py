@@ -34,6 +34,18 @@ class Service:
     def log_tail(self, size: int = 4000) -> str:
         return _tail(self.log, size)
 
+    def metric(self, name: str) -> float | None:
+        """An unlabelled sample from the service's `/metrics` (summed over workers), or
+        None when it cannot be read."""
+        try:
+            text = httpx.get(f"{self.base_url}/metrics", timeout=5).text
+        except httpx.HTTPError:
+            return None
+        for line in text.splitlines():
+            if line.startswith(f"{name} "):
+                return float(line.split()[1])
+        return None
+
 
 def free_port() -> int:
     with socket.socket() as probe:

@@ -76,6 +76,10 @@ BUFFER_EVENTS = Gauge(
 BUFFER_BYTES = Gauge(
     "sluice_buffer_bytes", "Bytes of events buffered or being written.", multiprocess_mode="livesum"
 )
+ANONYMIZE_SECONDS = Counter(
+    "sluice_anonymize_seconds_total",
+    "Time spent applying the anonymization policy (events and quarantine rows).",
+)
 PARTITIONS_CREATED = Counter(
     "sluice_partitions_created_total", "Partitions of the events table created ahead of need."
 )

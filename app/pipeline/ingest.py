@@ -7,6 +7,7 @@ accepted events, so "rejected" is as durable an answer as "stored".
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -84,12 +85,14 @@ class IngestService:
         """Raises `BufferFull`/`ShuttingDown` before anything is buffered, or
         `StorageUnavailable` when the commit did not happen in time."""
         checked = [validate_candidate(candidate, self._limits) for candidate in candidates]
+        started = time.perf_counter()
         writables: list[Writable] = [
             self._anonymizer.anonymize(outcome)
             if isinstance(outcome, CloudEvent)
             else self._quarantine_record(candidate, outcome)
             for candidate, outcome in zip(candidates, checked, strict=True)
         ]
+        metrics.ANONYMIZE_SECONDS.inc(time.perf_counter() - started)
         submission = self._batcher.submit(
             writables,
             transport,
