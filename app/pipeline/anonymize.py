@@ -1,9 +1,13 @@
-"""The privacy stage between validation and the write.
+"""The privacy stage between validation and the write: the `Anonymizer` protocol.
 
-Today it pseudonymizes the `subject` with a keyed HMAC-SHA256; the declarative policy
-engine (per-type field rules over `data`) replaces `SubjectPseudonymizer` behind the same
-`Anonymizer` protocol. Nothing downstream of this stage sees a raw subject: the output
-type has no field that could hold one.
+The implementation is `app.privacy.engine.PolicyAnonymizer`, which applies the
+declarative policy file (docs/privacy.md): the subject pseudonymized or dropped, `data`
+and extension values pseudonymized, generalized, masked, redacted or dropped per the
+rules for the event's `type`. Nothing downstream of this stage sees a raw subject: the
+output type has no field that could hold one.
+
+`SubjectPseudonymizer` is the interim stage the policy engine replaced (subject only,
+`data` stored as sent); it stays until nothing refers to it.
 """
 
 from __future__ import annotations
@@ -23,8 +27,9 @@ class Anonymizer(Protocol):
         ...
 
     def anonymize(self, event: CloudEvent) -> AnonymizedEvent:
-        """The event as it may be stored: subject pseudonymized, `data` and extension
-        values transformed by the policy for its `type`."""
+        """The event as it may be stored: subject pseudonymized (or dropped), `data` and
+        extension values transformed by the policy for its `type`. Does not raise on an
+        event that passed validation."""
         ...
 
     def pseudonym(self, value: str) -> str:
@@ -34,12 +39,14 @@ class Anonymizer(Protocol):
     def quarantine_data(self, event_type: str | None, data: Any) -> str | None:
         """JSON text of a refused event's `data` after the policy (the type's rules when
         `event_type` is a usable string, else the defaults), or None when the policy
-        cannot apply and the data must not be kept."""
+        cannot apply and the data must not be kept. Never raises, whatever `data` is."""
         ...
 
 
 class SubjectPseudonymizer:
-    """HMAC-SHA256 of the subject under a secret key; the key id is stored beside it.
+    """Interim, replaced by `PolicyAnonymizer`: stores `data` and extensions as sent.
+
+    HMAC-SHA256 of the subject under a secret key; the key id is stored beside it.
 
     A keyed MAC, not a (salted) hash: without the key nobody can test a guessed e-mail
     address against the stored value, yet equal subjects still join.

@@ -59,7 +59,10 @@ _IBAN = re.compile(
 # Dates, IPv4 addresses, card numbers and phone numbers, told apart by the first
 # character and tried in that order: a date is matched only so that it is *not* taken
 # for a phone number, an IPv4 address or a card number must not be either.
+# The shortest phone number is 9 characters after its first (8 with a `+`): the look-aheads
+# spare a call into Python for every decimal number in the text.
 _PHONE_TAIL = r"[0-9]{1,5}(?:[ .-][0-9]{1,5}){0,6}(?![\w])"
+_INTERNATIONAL_TAIL = r"[0-9]{1,14}(?:[ .-][0-9]{1,5}){0,6}(?![\w])"
 _NUMBERS = re.compile(
     rf"""
     [+(0-9](?<![\w+.][+(0-9])
@@ -70,11 +73,12 @@ _NUMBERS = re.compile(
                 (?:[Zz]|[+-][0-9]{{2}}:?[0-9]{{2}})?)?(?![\w])
             | [0-9]?[./][0-9]{{1,2}}[./][0-9]{{4}}(?![\w]))
             | (?P<ipv4>[0-9]{{0,2}}\.[0-9]{{1,3}}\.[0-9]{{1,3}}\.[0-9]{{1,3}}(?![\w]|\.[0-9]))
-            | (?P<card>(?:[\ -]?[0-9]){{12,40}}(?![\w]))
-            | [0-9]{{0,4}}(?:[ .-][0-9]{{1,5}}){{1,6}}(?![\w])
+            | (?P<card>(?:[\ -]?[0-9]){{12,}}(?![\w]))
+            | (?=[0-9\ .-]{{8}})[0-9]{{0,4}}(?:[ .-][0-9]{{1,5}}){{1,6}}(?![\w])
         )
-        | (?<=\+)[0-9]{{1,3}}[ .-]?(?:\([0-9]{{1,5}}\)[ .-]?)?{_PHONE_TAIL}
-        | (?<=\()[0-9]{{1,5}}\)[ .-]?{_PHONE_TAIL}
+        | (?<=\+)(?=[0-9\ .()-]{{7}})[0-9]{{1,3}}[ .-]?(?:\([0-9]{{1,5}}\)[ .-]?)?
+            {_INTERNATIONAL_TAIL}
+        | (?<=\()(?=[0-9\ .()-]{{8}})[0-9]{{1,5}}\)[ .-]?{_PHONE_TAIL}
     )
     """,
     re.VERBOSE,
@@ -189,35 +193,46 @@ def _redact_iban(text: str) -> str:
 
 
 def _redact_cards(text: str) -> str:
-    """A run of digit groups: the longest Luhn-valid windows of whole groups with 13 to
-    19 digits become `<CARD>`; what is left is checked for phone numbers."""
-    digits = _NOT_DIGIT.sub("", text)
-    if len(digits) in _CARD_DIGITS and luhn_valid(digits):
-        return CARD
+    """A run of digit groups with at least 13 digits (the `card` shape).
+
+    Cards are looked for as they are written: one group of 13 to 19 digits, or groups
+    that start with 4 digits and continue with groups of 4 to 6 (4-4-4-4, 4-6-5, 4-4-4-4-3),
+    13 to 19 digits in all, passing Luhn; the longest such window wins, left to right, so
+    a phone number or a count written next to a card neither hides it nor is taken with
+    it. A run with no such window that has 13 to 19 digits and passes Luhn as a whole is
+    a card written some other way. What is left is checked for phone numbers.
+    """
     groups = [(m.start(), m.end()) for m in _DIGIT_GROUP.finditer(text)]
     pieces: list[str] = []
     position = 0  # in `text`: everything before it is already in `pieces`
     start = 0
     while start < len(groups):
-        found = _card_window(text, groups, start)
-        if found is None:
+        end = _card_window(text, groups, start)
+        if end is None:
             start += 1
             continue
-        pieces.append(_phones(text[position : groups[start][0]]))
-        pieces.append(CARD)
-        position = groups[found][1]
-        start = found + 1
+        pieces += (_phones(text[position : groups[start][0]]), CARD)
+        position = groups[end][1]
+        start = end + 1
+    if not pieces:
+        digits = _NOT_DIGIT.sub("", text)
+        if len(digits) in _CARD_DIGITS and luhn_valid(digits):
+            return CARD
     pieces.append(_phones(text[position:]))
     return "".join(pieces)
 
 
 def _card_window(text: str, groups: list[tuple[int, int]], start: int) -> int | None:
-    """The index of the last group of the longest Luhn-valid card starting at `start`."""
-    digits = ""
-    best = None
-    for end in range(start, len(groups)):
+    """The last group of the longest card-shaped, Luhn-valid window from `start`."""
+    digits = text[groups[start][0] : groups[start][1]]
+    best = start if len(digits) in _CARD_DIGITS and luhn_valid(digits) else None
+    if len(digits) != 4:
+        return best
+    for end in range(start + 1, len(groups)):
+        if end - 1 > start and not 4 <= groups[end - 1][1] - groups[end - 1][0] <= 6:
+            break
         digits += text[groups[end][0] : groups[end][1]]
-        if len(digits) > _CARD_DIGITS.stop - 1:
+        if len(digits) >= _CARD_DIGITS.stop:
             break
         if len(digits) in _CARD_DIGITS and luhn_valid(digits):
             best = end

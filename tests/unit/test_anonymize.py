@@ -1,4 +1,6 @@
-"""Subject pseudonymization: a keyed HMAC, and an output type with no room for the raw subject."""
+"""The anonymization stage's contract: a keyed HMAC for the subject, and an output type
+with no room for the raw subject. Exercised on `PolicyAnonymizer`, the implementation;
+the policy itself is tested in tests/unit/privacy/."""
 
 from __future__ import annotations
 
@@ -6,14 +8,17 @@ import dataclasses
 import hashlib
 import hmac
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 
-from app.pipeline.anonymize import Anonymizer, SubjectPseudonymizer
+from app.pipeline.anonymize import Anonymizer
 from app.pipeline.events import AnonymizedEvent, CloudEvent, Transport
+from app.privacy.engine import PolicyAnonymizer
 from app.privacy.keyring import Keyring
+from app.privacy.policy import parse_policy
 
 KEY = b"test-key-0123456789"
 SUBJECT = "secret@example.com"
@@ -39,8 +44,13 @@ def cloud_event(**overrides: Any) -> CloudEvent:
     return CloudEvent(**fields)
 
 
-def pseudonymizer(key: bytes = KEY, key_id: str = "k1") -> SubjectPseudonymizer:
-    return SubjectPseudonymizer(Keyring(active_id=key_id, keys={key_id: key}))
+# Everything but the subject kept as sent: what is left to test is the subject.
+KEEP_ALL = b"version: 1\nmode: denylist\nunnamed_text: keep\n"
+
+
+def pseudonymizer(key: bytes = KEY, key_id: str = "k1") -> PolicyAnonymizer:
+    policy = parse_policy(KEEP_ALL, Path("keep-all.yaml"))
+    return PolicyAnonymizer(policy, Keyring(active_id=key_id, keys={key_id: key}))
 
 
 def test_is_an_anonymizer() -> None:
