@@ -129,7 +129,7 @@ class IngestService:
             source=_safe_text(raw.get("source"), self._limits.max_attribute_chars),
             event_id=_safe_text(raw.get("id"), self._limits.max_attribute_chars),
             type=_safe_text(raw.get("type"), self._limits.max_attribute_chars),
-            subject_pseudonym=self._anonymizer.pseudonym(subject)
+            subject_pseudonym=self._anonymizer.subject_pseudonym(subject)
             if isinstance(subject, str)
             else None,
             attributes_json=orjson.dumps(safe_attributes(raw, self._limits)).decode(),

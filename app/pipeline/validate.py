@@ -91,10 +91,12 @@ def _validate(candidate: Candidate, limits: LimitSettings) -> CloudEvent:
         data = candidate.binary_data.value
         is_base64 = candidate.binary_data.is_base64
         data_size = candidate.binary_data.size
+        if not isinstance(data, str | None):
+            _serialized(data)  # only to prove it can be stored
     else:
         data, is_base64 = _structured_data(envelope)
         # Serialized once only to measure it, in UTF-8 bytes as it will be stored.
-        data_size = len(orjson.dumps(data)) if data is not None else 0
+        data_size = len(_serialized(data)) if data is not None else 0
     size = data_size + _attributes_size(envelope, extensions, limits)
     if size > limits.max_event_bytes:
         raise _Refused(
@@ -188,6 +190,17 @@ def _parse_time(value: str | None) -> datetime | None:
     except (ValueError, OverflowError):
         raise _Refused(
             ErrorCode.INVALID_ATTRIBUTE, "time", "time must be an RFC 3339 timestamp"
+        ) from None
+
+
+def _serialized(data: Any) -> bytes:
+    try:
+        return orjson.dumps(data)
+    except orjson.JSONEncodeError:
+        # JSON parses up to 1,024 levels deep but serializes only 254: such data could
+        # never be written, and must be refused here rather than fail a batch.
+        raise _Refused(
+            ErrorCode.INVALID_ATTRIBUTE, "data", "data nests too deeply (254 levels at most)"
         ) from None
 
 

@@ -97,9 +97,10 @@ class PolicyAnonymizer:
     def policy_version(self) -> str:
         return self._policy.version
 
-    def pseudonym(self, value: str) -> str:
-        """The subject pseudonym under the active key (hex, no key id)."""
-        return self._keyring.pseudonym(value)
+    def subject_pseudonym(self, subject: str) -> str | None:
+        """The subject's pseudonym under the active key (hex, no key id), or None when
+        the policy drops subjects."""
+        return self._keyring.pseudonym(subject) if self._pseudonymize_subject else None
 
     def anonymize(self, event: CloudEvent) -> AnonymizedEvent:
         """The event as it may be stored; see the module docstring for the rules."""

@@ -177,3 +177,33 @@ async def test_rejections_do_not_lose_accepted_events_of_other_requests(
     bad = await client.post("/ingest", content=b"{", headers={"content-type": "application/json"})
     assert (ok.status_code, bad.status_code) == (200, 400)
     assert await db.fetchval("SELECT count(*) FROM events WHERE source = $1", source) == 1
+
+
+@pytest.mark.parametrize("depth", [260, 1000])
+async def test_data_nested_too_deep_is_rejected_not_500(
+    client: httpx.AsyncClient, depth: int
+) -> None:
+    deep = "[" * depth + "]" * depth
+    event = (
+        orjson.dumps(make_event(unique_source(), "deep", data=None))[:-1]
+        + b',"data":'
+        + deep.encode()
+        + b"}"
+    )
+    structured = await client.post(
+        "/ingest", content=event, headers={"content-type": "application/cloudevents+json"}
+    )
+    binary = await client.post(
+        "/ingest",
+        content=deep.encode(),
+        headers={
+            "content-type": "application/json",
+            "ce-specversion": "1.0",
+            "ce-id": "deep",
+            "ce-source": unique_source(),
+            "ce-type": "t",
+        },
+    )
+    for response in (structured, binary):
+        assert response.status_code == 422, response.text
+        assert response.json()["results"][0]["field"] == "data"

@@ -55,29 +55,35 @@ def pseudonymizer(key: bytes = KEY, key_id: str = "k1") -> PolicyAnonymizer:
 
 def test_is_an_anonymizer() -> None:
     anonymizer: Anonymizer = pseudonymizer()
-    assert anonymizer.pseudonym("x") == pseudonymizer().pseudonym("x")
+    assert anonymizer.subject_pseudonym("x") == pseudonymizer().subject_pseudonym("x")
 
 
 @pytest.mark.parametrize("subject", [SUBJECT, "user-42", "caf\u00e9 \u2603", "x" * 2048])
 def test_pseudonym_is_hmac_sha256_hex(subject: str) -> None:
     expected = hmac.new(KEY, subject.encode(), hashlib.sha256).hexdigest()
-    assert pseudonymizer().pseudonym(subject) == expected
+    assert pseudonymizer().subject_pseudonym(subject) == expected
     assert len(expected) == 64
 
 
 def test_pseudonym_is_not_a_plain_hash() -> None:
-    assert pseudonymizer().pseudonym(SUBJECT) != hashlib.sha256(SUBJECT.encode()).hexdigest()
+    assert (
+        pseudonymizer().subject_pseudonym(SUBJECT) != hashlib.sha256(SUBJECT.encode()).hexdigest()
+    )
 
 
 def test_pseudonym_is_stable_for_the_same_key() -> None:
-    first = pseudonymizer().pseudonym(SUBJECT)
-    assert pseudonymizer().pseudonym(SUBJECT) == first
-    assert pseudonymizer(key=bytes(KEY), key_id="other").pseudonym(SUBJECT) == first
+    first = pseudonymizer().subject_pseudonym(SUBJECT)
+    assert pseudonymizer().subject_pseudonym(SUBJECT) == first
+    assert pseudonymizer(key=bytes(KEY), key_id="other").subject_pseudonym(SUBJECT) == first
 
 
 def test_pseudonym_differs_across_keys_and_subjects() -> None:
-    assert pseudonymizer().pseudonym(SUBJECT) != pseudonymizer(b"another-key").pseudonym(SUBJECT)
-    assert pseudonymizer().pseudonym(SUBJECT) != pseudonymizer().pseudonym(SUBJECT.upper())
+    assert pseudonymizer().subject_pseudonym(SUBJECT) != pseudonymizer(
+        b"another-key"
+    ).subject_pseudonym(SUBJECT)
+    assert pseudonymizer().subject_pseudonym(SUBJECT) != pseudonymizer().subject_pseudonym(
+        SUBJECT.upper()
+    )
 
 
 def test_anonymize_replaces_the_subject() -> None:

@@ -19,6 +19,7 @@ from app.pipeline.events import AnonymizedEvent, Transport
 from app.privacy import engine
 from app.privacy.engine import PolicyAnonymizer
 from app.privacy.keyring import Keyring
+from app.privacy.policy import parse_policy
 from tests.unit.privacy.builders import KEY, anonymizer_from, cloud_event, keyring, tagged
 
 DENY = "version: 1\nmode: denylist\n"
@@ -41,7 +42,7 @@ def extensions_after(policy: str, extensions: dict[str, Any], event_type: str = 
 def test_is_an_anonymizer() -> None:
     anonymizer: Anonymizer = anonymizer_from(DENY)
     assert anonymizer.policy_version == anonymizer_from(DENY).policy.version
-    assert anonymizer.pseudonym("x") == keyring().pseudonym("x")
+    assert anonymizer.subject_pseudonym("x") == keyring().pseudonym("x")
 
 
 def test_copies_every_attribute_but_subject_data_and_extensions() -> None:
@@ -71,7 +72,10 @@ def test_from_settings_loads_the_policy_file_and_the_keys(tmp_path: Path) -> Non
     )
     anonymizer = PolicyAnonymizer.from_settings(privacy)
     assert anonymizer.policy.mode == "allowlist"
-    assert anonymizer.pseudonym("x") == hmac.new(b"secret-key", b"x", hashlib.sha256).hexdigest()
+    assert (
+        anonymizer.subject_pseudonym("x")
+        == hmac.new(b"secret-key", b"x", hashlib.sha256).hexdigest()
+    )
 
 
 # --- subject -------------------------------------------------------------------------------
@@ -542,3 +546,8 @@ def test_quarantine_never_raises_and_returns_json(data: Any, event_type: str | N
 def test_anonymize_never_raises_on_json(data: Any) -> None:
     result = anonymizer_from(CARVED).anonymize(cloud_event(type="t", data=data))
     assert isinstance(result, AnonymizedEvent)
+
+
+def test_subject_pseudonym_is_none_when_the_policy_drops_subjects() -> None:
+    policy = parse_policy(b"version: 1\nmode: denylist\nsubject: drop\n", Path("drop.yaml"))
+    assert PolicyAnonymizer(policy, keyring()).subject_pseudonym("a@b.co") is None
