@@ -53,6 +53,9 @@ class CloudEvent:
     extensions: dict[str, ExtensionValue]
     size: int  # bytes, for limits and buffer accounting
     transport: Transport
+    # `data` as validation serialized it to measure it: reused when the policy leaves
+    # `data` untouched, so clean data is serialized once, not twice.
+    data_serialized: bytes | None = None
 
     @property
     def key(self) -> tuple[str, str]:

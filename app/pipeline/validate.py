@@ -91,12 +91,14 @@ def _validate(candidate: Candidate, limits: LimitSettings) -> CloudEvent:
         data = candidate.binary_data.value
         is_base64 = candidate.binary_data.is_base64
         data_size = candidate.binary_data.size
+        serialized = None
         if not isinstance(data, str | None):
             _serialized(data)  # only to prove it can be stored
     else:
         data, is_base64 = _structured_data(envelope)
-        # Serialized once only to measure it, in UTF-8 bytes as it will be stored.
-        data_size = len(_serialized(data)) if data is not None else 0
+        # Serialized to measure it in UTF-8 bytes as it will be stored; kept for the write.
+        serialized = _serialized(data) if data is not None else None
+        data_size = len(serialized) if serialized is not None else 0
     size = data_size + _attributes_size(envelope, extensions, limits)
     if size > limits.max_event_bytes:
         raise _Refused(
@@ -118,6 +120,7 @@ def _validate(candidate: Candidate, limits: LimitSettings) -> CloudEvent:
         extensions=extensions,
         size=size,
         transport=candidate.transport,
+        data_serialized=serialized if not is_base64 else None,
     )
 
 

@@ -13,13 +13,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.config import PrivacySettings
+from app.config import DEFAULT_POLICY_FILE, PrivacySettings
 from app.pipeline.anonymize import Anonymizer
 from app.pipeline.events import AnonymizedEvent, Transport
 from app.privacy import engine
 from app.privacy.engine import PolicyAnonymizer
 from app.privacy.keyring import Keyring
-from app.privacy.policy import parse_policy
+from app.privacy.policy import load_policy, parse_policy
 from tests.unit.privacy.builders import KEY, anonymizer_from, cloud_event, keyring, tagged
 
 DENY = "version: 1\nmode: denylist\n"
@@ -551,3 +551,31 @@ def test_anonymize_never_raises_on_json(data: Any) -> None:
 def test_subject_pseudonym_is_none_when_the_policy_drops_subjects() -> None:
     policy = parse_policy(b"version: 1\nmode: denylist\nsubject: drop\n", Path("drop.yaml"))
     assert PolicyAnonymizer(policy, keyring()).subject_pseudonym("a@b.co") is None
+
+
+def test_the_edges_serialized_data_is_reused_only_when_the_policy_changed_nothing() -> None:
+    anonymizer = PolicyAnonymizer(load_policy(DEFAULT_POLICY_FILE), keyring())
+    clean = {"order": 7, "currency": "EUR"}
+    personal = {"email": "planted@example.com", "order": 7}
+    untouched = anonymizer.anonymize(
+        cloud_event(data=clean, data_serialized=b'{"order":7,"currency":"EUR"}')
+    )
+    changed = anonymizer.anonymize(
+        cloud_event(data=personal, data_serialized=orjson.dumps(personal))
+    )
+    assert untouched.data_json == '{"order":7,"currency":"EUR"}'
+    assert changed.data_json is not None
+    assert "planted@example.com" not in changed.data_json
+
+
+def test_repeated_subjects_get_the_same_pseudonym_and_lookup() -> None:
+    ring = Keyring(active_id="k2", keys={"k2": b"new", "k1": b"old"})
+    anonymizer = PolicyAnonymizer(load_policy(DEFAULT_POLICY_FILE), ring)
+    first = anonymizer.anonymize(cloud_event(subject="s@example.com"))
+    again = anonymizer.anonymize(cloud_event(subject="s@example.com"))
+    assert (first.subject_pseudonym, first.subject_lookup) == (
+        again.subject_pseudonym,
+        again.subject_lookup,
+    )
+    assert first.subject_lookup == ring.lookup("s@example.com")
+    assert first.subject_pseudonym == ring.pseudonym("s@example.com")
