@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -95,6 +96,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
             keyring=keyring,
             schema_head=head_revision(),
         )
+        _tune_garbage_collector()
         maintenance = asyncio.create_task(
             run_periodically(repository, settings.db, settings.retention, utc_now)
         )
@@ -107,6 +109,22 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
             await batcher.close()
     finally:
         await pool.close()
+
+
+def _tune_garbage_collector() -> None:
+    """Fewer, later collections of the youngest generation.
+
+    Every event allocates a handful of short-lived dicts and dataclasses, so with the
+    default threshold (700 allocations) the collector ran several times per batch, walking
+    objects that were about to die anyway. Everything alive after start-up (modules, the
+    compiled policy) is moved out of the collector's sight once, with `gc.freeze()`.
+    """
+    gc.freeze()
+    _, middle, old = gc.get_threshold()
+    gc.set_threshold(_YOUNG_GENERATION_THRESHOLD, middle, old)
+
+
+_YOUNG_GENERATION_THRESHOLD = 20_000
 
 
 def create_app_from_environment() -> FastAPI:

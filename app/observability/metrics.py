@@ -78,7 +78,7 @@ BUFFER_BYTES = Gauge(
 )
 ANONYMIZE_SECONDS = Counter(
     "sluice_anonymize_seconds_total",
-    "Time spent applying the anonymization policy (events and quarantine rows).",
+    "CPU time spent applying the anonymization policy (events and quarantine rows).",
 )
 PARTITIONS_CREATED = Counter(
     "sluice_partitions_created_total", "Partitions of the events table created ahead of need."
