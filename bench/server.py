@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -21,6 +20,8 @@ from pathlib import Path
 from typing import IO
 
 import httpx
+
+from tests.support import free_port  # the same free-port probe the tests use
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -45,13 +46,6 @@ class Service:
             if line.startswith(f"{name} "):
                 return float(line.split()[1])
         return None
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 @contextmanager

@@ -16,6 +16,8 @@ from typing import Any
 
 import httpx
 
+from app.pipeline.events import AnonymizedEvent, Transport
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -36,6 +38,29 @@ def make_event(source: str, event_id: str | int, **overrides: Any) -> dict[str, 
     }
     event.update(overrides)
     return event
+
+
+def anonymized_event(
+    source: str, event_id: str, *, data_json: str | None = '{"n": 1}', size: int = 64
+) -> AnonymizedEvent:
+    """An event as the privacy stage hands it to the batcher and the writer."""
+    return AnonymizedEvent(
+        specversion="1.0",
+        id=event_id,
+        source=source,
+        type="com.example.test",
+        time=None,
+        subject_pseudonym=None,
+        pseudonym_key_id=None,
+        datacontenttype=None,
+        dataschema=None,
+        data_json=data_json,
+        data_is_base64=False,
+        extensions_json="{}",
+        size=size,
+        transport=Transport.HTTP,
+        policy_version="test",
+    )
 
 
 def free_port() -> int:

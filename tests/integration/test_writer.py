@@ -11,33 +11,17 @@ import pytest
 
 from app.config import DatabaseSettings
 from app.errors import ErrorCode
-from app.pipeline.events import AnonymizedEvent, Outcome, Transport
+from app.pipeline.events import AnonymizedEvent, Outcome
 from app.pipeline.writer import BatchWriter
 from app.storage.database import create_pool
 from app.storage.repository import EventRepository
-from tests.support import unique_source
+from tests.support import anonymized_event, unique_source
 
 FAR_FUTURE = datetime(2031, 3, 14, 15, 9, tzinfo=UTC)
 
 
 def _event(source: str, event_id: str, *, data_json: str = '{"n": 1}') -> AnonymizedEvent:
-    return AnonymizedEvent(
-        specversion="1.0",
-        id=event_id,
-        source=source,
-        type="com.example.t",
-        time=None,
-        subject_pseudonym=None,
-        pseudonym_key_id=None,
-        datacontenttype=None,
-        dataschema=None,
-        data_json=data_json,
-        data_is_base64=False,
-        extensions_json="{}",
-        size=64,
-        transport=Transport.HTTP,
-        policy_version="test",
-    )
+    return anonymized_event(source, event_id, data_json=data_json)
 
 
 @pytest.fixture

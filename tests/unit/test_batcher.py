@@ -30,28 +30,13 @@ from app.pipeline.events import (
     Transport,
     Writable,
 )
+from tests.support import anonymized_event
 
 LONG = 5.0  # a max_delay that no test should ever wait out
 
 
 def anonymized(name: str, *, size: int = 100, source: str = "/test") -> AnonymizedEvent:
-    return AnonymizedEvent(
-        specversion="1.0",
-        id=name,
-        source=source,
-        type="com.example.test",
-        time=None,
-        subject_pseudonym=None,
-        pseudonym_key_id=None,
-        datacontenttype=None,
-        dataschema=None,
-        data_json=None,
-        data_is_base64=False,
-        extensions_json="{}",
-        size=size,
-        transport=Transport.HTTP,
-        policy_version="test",
-    )
+    return anonymized_event(source, name, data_json=None, size=size)
 
 
 def quarantined(*, size: int = 256) -> QuarantineRecord:
