@@ -18,35 +18,22 @@ import asyncpg
 
 from app.storage import migrations
 from app.storage.embedded import start_embedded
+from tests.support import reachable, with_database
 
 DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 EMBEDDED_DIR = Path(__file__).resolve().parents[1] / ".data" / "bench-postgres"
 
 
-async def _reachable(url: str) -> bool:
-    try:
-        connection = await asyncpg.connect(url, timeout=3)
-    except (OSError, asyncpg.PostgresError, TimeoutError):
-        return False
-    await connection.close()
-    return True
-
-
 def admin_url() -> tuple[str, str]:
     """An admin URL and where it points: the configured server, else the embedded one."""
     url = os.environ.get("SLUICE_BENCH_ADMIN_DATABASE_URL", DEFAULT_ADMIN_URL)
-    if asyncio.run(_reachable(url)):
+    if asyncio.run(reachable(url)):
         return url, "configured"
     with warnings.catch_warnings():
         # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI): harmless.
         warnings.simplefilter("ignore", UserWarning)
         embedded = start_embedded(str(EMBEDDED_DIR), keep_running=False)
     return embedded.replace("/sluice?", "/postgres?", 1), "embedded"
-
-
-def with_database(url: str, name: str) -> str:
-    head, sep, query = url.partition("?")
-    return f"{head.rsplit('/', 1)[0]}/{name}{sep}{query}"
 
 
 async def _execute(url: str, *statements: str) -> None:

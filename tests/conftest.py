@@ -30,7 +30,7 @@ from app.config import (
 from app.main import create_app
 from app.storage import migrations
 from app.storage.embedded import start_embedded
-from tests.support import PROJECT_ROOT
+from tests.support import PROJECT_ROOT, reachable, with_database
 
 DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
@@ -39,19 +39,10 @@ def in_ci() -> bool:
     return os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
 
-async def _reachable(url: str) -> bool:
-    try:
-        connection = await asyncpg.connect(url, timeout=3)
-    except (OSError, asyncpg.PostgresError, TimeoutError):
-        return False
-    await connection.close()
-    return True
-
-
 @pytest.fixture(scope="session")
 async def admin_url() -> str:
     url = os.environ.get("SLUICE_TEST_ADMIN_DATABASE_URL", DEFAULT_ADMIN_URL)
-    if await _reachable(url):
+    if await reachable(url):
         return url
     if in_ci():
         pytest.fail(f"PostgreSQL is unreachable at {url}; under CI=true that is a failure")
@@ -66,19 +57,12 @@ async def database_url(admin_url: str) -> AsyncIterator[str]:
     admin = await asyncpg.connect(admin_url)
     try:
         await admin.execute(f'CREATE DATABASE "{name}"')
-        url = _with_database(admin_url, name)
+        url = with_database(admin_url, name)
         await asyncio.to_thread(migrations.upgrade, url)
         yield url
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()
-
-
-def _with_database(url: str, name: str) -> str:
-    if "?" in url and url.split("?", 1)[0].endswith("/postgres"):
-        head, query = url.split("?", 1)
-        return f"{head.rsplit('/', 1)[0]}/{name}?{query}"
-    return f"{url.rsplit('/', 1)[0]}/{name}"
 
 
 @pytest.fixture
@@ -89,7 +73,7 @@ async def fresh_database(admin_url: str) -> AsyncIterator[str]:
     admin = await asyncpg.connect(admin_url)
     await admin.execute(f'CREATE DATABASE "{name}"')
     try:
-        yield _with_database(admin_url, name)
+        yield with_database(admin_url, name)
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()

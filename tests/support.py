@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 
 from app.pipeline.events import AnonymizedEvent, Transport
@@ -61,6 +62,22 @@ def anonymized_event(
         transport=Transport.HTTP,
         policy_version="test",
     )
+
+
+async def reachable(url: str) -> bool:
+    """Whether a PostgreSQL server answers at `url` (within 3 s)."""
+    try:
+        connection = await asyncpg.connect(url, timeout=3)
+    except (OSError, asyncpg.PostgresError, TimeoutError):
+        return False
+    await connection.close()
+    return True
+
+
+def with_database(url: str, name: str) -> str:
+    """`url` pointing at database `name` instead (host/port/socket query kept)."""
+    head, sep, query = url.partition("?")
+    return f"{head.rsplit('/', 1)[0]}/{name}{sep}{query}"
 
 
 def free_port() -> int:
