@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -87,19 +88,8 @@ def _validate(candidate: Candidate, limits: LimitSettings) -> CloudEvent:
     envelope = _parse_envelope(raw)
     extensions = _extensions(envelope, limits)
     time = _parse_time(envelope.time)
-    if candidate.binary_data is not None:
-        data = candidate.binary_data.value
-        is_base64 = candidate.binary_data.is_base64
-        data_size = candidate.binary_data.size
-        serialized = None
-        if not isinstance(data, str | None):
-            _serialized(data)  # only to prove it can be stored
-    else:
-        data, is_base64 = _structured_data(envelope)
-        # Serialized to measure it in UTF-8 bytes as it will be stored; kept for the write.
-        serialized = _serialized(data) if data is not None else None
-        data_size = len(serialized) if serialized is not None else 0
-    size = data_size + _attributes_size(envelope, extensions, limits)
+    data = _event_data(candidate, envelope)
+    size = data.size + _attributes_size(envelope, extensions, limits)
     if size > limits.max_event_bytes:
         raise _Refused(
             ErrorCode.EVENT_TOO_LARGE,
@@ -115,13 +105,34 @@ def _validate(candidate: Candidate, limits: LimitSettings) -> CloudEvent:
         subject=envelope.subject,
         datacontenttype=envelope.datacontenttype,
         dataschema=envelope.dataschema,
-        data=data,
-        data_is_base64=is_base64,
+        data=data.value,
+        data_is_base64=data.is_base64,
         extensions=extensions,
         size=size,
         transport=candidate.transport,
-        data_serialized=serialized if not is_base64 else None,
+        data_serialized=data.serialized,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class _Data:
+    value: Any
+    is_base64: bool
+    size: int  # UTF-8 bytes as stored
+    serialized: bytes | None  # JSON `data` as measured, for the write to reuse
+
+
+def _event_data(candidate: Candidate, envelope: Envelope) -> _Data:
+    binary = candidate.binary_data
+    if binary is not None:
+        if not isinstance(binary.value, str | None):
+            _serialized(binary.value)  # only to prove it can be stored
+        return _Data(binary.value, binary.is_base64, binary.size, None)
+    value, is_base64 = _structured_data(envelope)
+    if value is None or is_base64:
+        return _Data(value, is_base64, len(value) if is_base64 else 0, None)
+    serialized = _serialized(value)
+    return _Data(value, False, len(serialized), serialized)
 
 
 def _parse_envelope(raw: dict[str, Any]) -> Envelope:
