@@ -12,14 +12,33 @@ import hmac
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Path, Query
-from pydantic import BaseModel, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, Field, StringConstraints
 
 from app.api.dependencies import Services, ServicesDep
+from app.api.problems import PROBLEM_JSON
 from app.clock import utc_now
 from app.errors import ErrorCode, RequestRejected, Unauthorized
 from app.storage.subjects import SubjectPseudonyms
 
-Subject = Annotated[str, StringConstraints(min_length=1, max_length=1024)]
+
+def _storable(text: str) -> str:
+    """Refuses what PostgreSQL text cannot hold (NUL) and what is not UTF-8 (a lone
+    surrogate from a `\\udxxx` escape): 422 at the edge, not a failed transaction."""
+    if "\x00" in text:
+        raise ValueError("must not contain the NUL character")
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode text") from None
+    return text
+
+
+Subject = Annotated[
+    str, StringConstraints(min_length=1, max_length=1024), AfterValidator(_storable)
+]
+Requester = Annotated[
+    str, StringConstraints(min_length=1, max_length=200), AfterValidator(_storable)
+]
 
 
 async def require_admin(
@@ -35,14 +54,18 @@ async def require_admin(
         raise Unauthorized()
 
 
-router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[Depends(require_admin)])
+_PROBLEM = {"description": "problem", "content": {PROBLEM_JSON: {}}}
+router = APIRouter(
+    prefix="/admin",
+    tags=["admin"],
+    dependencies=[Depends(require_admin)],
+    responses={400: _PROBLEM, 401: _PROBLEM, 422: _PROBLEM, 503: _PROBLEM},
+)
 
 
 class SubjectsRequest(BaseModel):
     subjects: list[Subject] = Field(min_length=1, max_length=1000)
-    requester: str = Field(
-        min_length=1, max_length=200, description="who asked: a person or ticket, for the audit"
-    )
+    requester: Requester = Field(description="who asked: a person or ticket, for the audit")
 
 
 class ErasedSubject(BaseModel):

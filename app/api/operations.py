@@ -68,7 +68,11 @@ async def health(services: ServicesDep) -> Response:
     return _json({"status": "ok" if ok else "failing", "components": components}, ok)
 
 
-@router.get("/metrics", summary="Prometheus metrics (classic text exposition format)")
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics (classic text exposition format)",
+    responses={200: {"content": {"text/plain": {}}}},
+)
 async def prometheus_metrics() -> Response:
     body, content_type = metrics.exposition()
     return Response(body, media_type=content_type)

@@ -7,6 +7,8 @@ own (unknown route, wrong method, bad query parameter), so no error leaves as a 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -27,6 +29,7 @@ def problem(
     field: str | None = None,
     status: int | None = None,
     retry_after_s: int | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> Response:
     status = status or code.http_status
     body = {
@@ -37,7 +40,9 @@ def problem(
         "detail": message,
         "field": field,
     }
-    headers = {"Retry-After": str(retry_after_s)} if retry_after_s is not None else None
+    headers = dict(headers or {})
+    if retry_after_s is not None:
+        headers["Retry-After"] = str(retry_after_s)
     return Response(
         orjson.dumps(body), status_code=status, media_type=PROBLEM_JSON, headers=headers
     )
@@ -65,7 +70,8 @@ async def _validation_error(_: Request, exc: Exception) -> Response:
 async def _http_error(_: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)  # noqa: S101 - registered for it only
     code = _HTTP_CODES.get(exc.status_code, ErrorCode.INVALID_PARAMETER)
-    return problem(code, str(exc.detail), status=exc.status_code)
+    # Keeps Starlette's headers: a 405 must say which methods are `Allow`ed (RFC 9110).
+    return problem(code, str(exc.detail), status=exc.status_code, headers=exc.headers)
 
 
 def install_problem_handlers(app: FastAPI) -> None:

@@ -217,3 +217,26 @@ def test_keys_give_stable_and_distinct_pseudonyms() -> None:
     assert one.pseudonym("s") == one.pseudonym("s")
     assert one.pseudonym("s") != two.pseudonym("s")
     assert two.all_pseudonyms("s")["k1"] == one.pseudonym("s")
+
+
+async def test_text_postgres_cannot_hold_is_refused_with_422(
+    admin_client: httpx.AsyncClient,
+) -> None:
+    """Found by schemathesis: a NUL in `requester` reached the audit insert and failed it."""
+    for body in (
+        b'{"subjects": ["a@example.com"], "requester": "dpo\\u0000"}',
+        b'{"subjects": ["a\\udc00"], "requester": "dpo"}',
+    ):
+        response = await admin_client.post(
+            "/admin/subjects:erase",
+            content=body,
+            headers={**ADMIN, "content-type": "application/json"},
+        )
+        assert response.status_code == 422, response.text
+        assert response.json()["code"] == "request.invalid_parameter"
+
+
+async def test_wrong_method_names_the_allowed_ones(admin_client: httpx.AsyncClient) -> None:
+    response = await admin_client.delete("/ingest")
+    assert response.status_code == 405
+    assert response.headers["allow"] == "POST"
