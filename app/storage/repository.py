@@ -23,7 +23,7 @@ from datetime import datetime
 import asyncpg
 import orjson
 
-from app.errors import StorageUnavailable
+from app.errors import ErrorCode, InvalidInput, SluiceError, StorageUnavailable
 from app.pipeline.events import AnonymizedEvent, QuarantineRecord
 from app.storage.partitions import PartitionRange
 
@@ -63,8 +63,14 @@ class BatchResult:
     suppressed: set[tuple[str, str]]
 
 
-class StorageRefusedBatch(Exception):
-    """PostgreSQL refused a value in the batch; the batch was not written."""
+class StorageRefusedBatch(InvalidInput):
+    """PostgreSQL refused a value (SQLSTATE class 22, 23 or 54); nothing was written.
+
+    The batch writer splits the batch to isolate the value; anywhere else it reaches the
+    edge as a 422, since the input, not the service, is at fault."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, code=ErrorCode.STORAGE_REFUSED_VALUE)
 
 
 class TransientStorageError(StorageUnavailable):
@@ -146,7 +152,7 @@ def _is_transient(exc: BaseException) -> bool:
 def mapped_errors(operation: str) -> Iterator[None]:
     try:
         yield
-    except StorageUnavailable:
+    except SluiceError:  # already mapped, by an inner call
         raise
     except Exception as exc:
         if isinstance(exc, asyncpg.CheckViolationError):

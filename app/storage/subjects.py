@@ -32,7 +32,7 @@ SELECT subject_pseudonym, count(*) AS n FROM gone GROUP BY subject_pseudonym
 """
 _SUPPRESS = """
 INSERT INTO suppressed_subjects (subject_pseudonym, key_id, suppressed_at)
-SELECT * FROM unnest($1::text[], $2::text[]) AS s(p, k), LATERAL (SELECT $3::timestamptz) t
+SELECT p, k, $3 FROM unnest($1::text[], $2::text[]) AS s(p, k)
 ON CONFLICT DO NOTHING
 """
 _AUDIT = """
