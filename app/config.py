@@ -100,6 +100,22 @@ class PrivacySettings(_Group):
         return None if value == "" else value
 
 
+class PubSubSettings(_Group):
+    """The Pub/Sub push endpoint and how it names messages that are not CloudEvents."""
+
+    model_config = SettingsConfigDict(env_prefix="SLUICE_PUBSUB_")
+
+    push_path: str = Field("/pubsub/push", pattern=r"^/[A-Za-z0-9/_.-]*$")
+    source: str | None = None  # None: the subscription, as //pubsub.googleapis.com/<name>
+    type_attribute: str = "type"
+    default_type: str = "com.google.cloud.pubsub.message"
+
+    @field_validator("source", mode="before")
+    @classmethod
+    def _blank_source_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
+
 class RetentionSettings(_Group):
     """How long rows are kept; `python -m app maintain` enforces it (idempotency keys: see
     `SLUICE_DB_DEDUP_WINDOW_DAYS`)."""
@@ -128,6 +144,7 @@ class Settings(_Group):
     db: DatabaseSettings = Field(default_factory=DatabaseSettings)
     privacy: PrivacySettings = Field(default_factory=PrivacySettings)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
+    pubsub: PubSubSettings = Field(default_factory=PubSubSettings)
 
     @field_validator("database_url", "admin_token", mode="before")
     @classmethod

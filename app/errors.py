@@ -31,6 +31,7 @@ class ErrorCode(StrEnum):
     BODY_TOO_LARGE = "request.body_too_large"
     TOO_MANY_EVENTS = "request.too_many_events"
     NOT_AN_EVENT = "request.not_an_event"
+    NOT_A_PUBSUB_DELIVERY = "request.not_a_pubsub_delivery"
     INVALID_PARAMETER = "request.invalid_parameter"
     NOT_FOUND = "request.not_found"
     METHOD_NOT_ALLOWED = "request.method_not_allowed"
@@ -63,6 +64,7 @@ _STATUS: dict[ErrorCode, int] = {
     ErrorCode.BODY_TOO_LARGE: 413,
     ErrorCode.TOO_MANY_EVENTS: 413,
     ErrorCode.NOT_AN_EVENT: 422,
+    ErrorCode.NOT_A_PUBSUB_DELIVERY: 400,
     ErrorCode.INVALID_PARAMETER: 422,
     ErrorCode.NOT_FOUND: 404,
     ErrorCode.METHOD_NOT_ALLOWED: 405,

@@ -19,6 +19,7 @@ from fastapi import FastAPI
 from app.api import admin, ingest, operations
 from app.api.dependencies import Services
 from app.api.problems import install_problem_handlers
+from app.api.pubsub import pubsub_router
 from app.clock import utc_now
 from app.config import DEVELOPMENT_PSEUDONYM_KEY, Settings
 from app.observability.access_log import AccessLogMiddleware
@@ -51,6 +52,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(AccessLogMiddleware)
     app.include_router(ingest.router)
     app.include_router(admin.router)
+    push = pubsub_router(settings)
+    if push is not None:
+        app.include_router(push)
     app.include_router(operations.router)
     return app
 

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import asyncpg
 import httpx
@@ -89,37 +91,51 @@ def free_port() -> int:
 
 @contextmanager
 def served(
-    env: dict[str, str], *args: str, timeout_s: float = 30.0
+    env: dict[str, str], *args: str, timeout_s: float = 30.0, log: IO[bytes] | None = None
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """Run `python -m app serve` in a child process; yield its base URL and the process."""
+    """Run `python -m app serve` in a child process; yield its base URL and the process.
+
+    Its output goes to `log` (a temporary file unless given), never to a pipe nobody
+    reads: a busy service fills a pipe's 64 KiB and then blocks on its next log line.
+    """
     port = free_port()
     command = [sys.executable, "-m", "app", "serve", "--port", str(port), *args]
-    process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-        command,
-        cwd=PROJECT_ROOT,
-        env={**os.environ, **env},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    base_url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_live(base_url, process, timeout_s)
-        yield base_url, process
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+    with contextlib.ExitStack() as stack:
+        output = log if log is not None else stack.enter_context(tempfile.TemporaryFile())
+        process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+            command,
+            cwd=PROJECT_ROOT,
+            env={**os.environ, **env},
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+        base_url = f"http://127.0.0.1:{port}"
+        try:
+            wait_until_live(base_url, process, timeout_s, output)
+            yield base_url, process
+        finally:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                try:
+                    process.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
 
 
-def wait_until_live(base_url: str, process: subprocess.Popen[bytes], timeout_s: float) -> None:
+def read_log(log: IO[bytes]) -> str:
+    log.flush()
+    log.seek(0)
+    return log.read().decode(errors="replace")
+
+
+def wait_until_live(
+    base_url: str, process: subprocess.Popen[bytes], timeout_s: float, log: IO[bytes]
+) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            output = process.stdout.read().decode() if process.stdout else ""
+            output = read_log(log)
             raise RuntimeError(f"server exited with {process.returncode}:\n{output[-4000:]}")
         try:
             if httpx.get(f"{base_url}/health/live", timeout=1).status_code == 200:

@@ -17,7 +17,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from app.errors import ErrorCode
+from app.errors import ErrorCode, EventRejection
 
 ExtensionValue = str | int | bool
 
@@ -130,3 +130,6 @@ class Candidate:
     binary_data: BinaryData | None = None
     # False when the source proved the wire bytes hold no NUL, sparing a walk of `raw`.
     may_hold_nul: bool = True
+    # Set by a source that could not decode this one message (its other messages still
+    # go through): validation answers with it, and the message is quarantined.
+    rejection: EventRejection | None = None

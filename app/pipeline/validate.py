@@ -70,6 +70,8 @@ class _Refused(Exception):
 
 
 def validate_candidate(candidate: Candidate, limits: LimitSettings) -> CloudEvent | EventRejection:
+    if candidate.rejection is not None:
+        return candidate.rejection
     try:
         return _validate(candidate, limits)
     except _Refused as refused:

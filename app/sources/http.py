@@ -105,10 +105,12 @@ def _decode_binary(
     }
     if media:
         attributes["datacontenttype"] = headers["content-type"]
-    return Candidate(raw=attributes, transport=transport, binary_data=_binary_data(media, body))
+    return Candidate(raw=attributes, transport=transport, binary_data=binary_data(media, body))
 
 
-def _binary_data(media: str, body: bytes) -> BinaryData:
+def binary_data(media: str, body: bytes) -> BinaryData:
+    """`data` of a binary-mode event, typed by its media type: JSON parsed, text kept,
+    anything else base64. Raises `RequestRejected` for JSON that does not parse."""
     if not body:
         return BinaryData(value=None, is_base64=False, size=0)
     if is_json_media_type(media):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
+import tempfile
 from pathlib import Path
 from urllib.parse import quote
 
@@ -22,7 +23,7 @@ import pytest
 
 from app.config import DEFAULT_POLICY_FILE
 from app.storage import migrations
-from tests.support import make_event, served
+from tests.support import make_event, read_log, served
 
 TOKEN = "planted-pii-admin-token"
 SUBJECT = "zebulon.subject.planted@example.com"
@@ -142,7 +143,11 @@ def test_no_planted_value_reaches_disk_logs_or_metrics(
     }
     source = "/planted/pii"
     admin = {"authorization": f"Bearer {TOKEN}"}
-    with served(env) as (base_url, process), httpx.Client(base_url=base_url) as client:
+    with (
+        tempfile.TemporaryFile() as log,
+        served(env, log=log) as (base_url, _),
+        httpx.Client(base_url=base_url) as client,
+    ):
         batch = client.post(
             "/ingest",
             content=orjson.dumps(_events(source)),
@@ -175,7 +180,7 @@ def test_no_planted_value_reaches_disk_logs_or_metrics(
         unknown = client.get(f"/nowhere/{quote(SUBJECT, safe='')}")  # a path that matches nothing
         assert unknown.status_code == 404
         metrics = client.get("/metrics").text
-    logs = process.stdout.read().decode() if process.stdout else ""
+        logs = read_log(log)
     dump = _pg_dump(planted_database)
 
     assert "quarantine" in dump

@@ -1,0 +1,52 @@
+"""The Pub/Sub push endpoint: one delivery in, 204 out only after the commit.
+
+- 204 (an ack on real Pub/Sub and on the emulator, which does not take 202) once the
+  message is committed: stored, a duplicate of a redelivery, suppressed, or quarantined
+  because it can never be valid (otherwise Pub/Sub would redeliver it forever);
+- 429 / 503 with `Retry-After` when it cannot be taken now, so Pub/Sub backs off and
+  redelivers; the buffer is the same bounded one HTTP ingest uses;
+- 400 for a body that is not a push delivery at all.
+
+Not mounted when `SLUICE_ENV=production` until OIDC verification of the push requests
+exists: an unauthenticated ingest path must not reach production.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from app.api.body import read_limited_body
+from app.api.dependencies import ServicesDep
+from app.api.problems import PROBLEM_JSON
+from app.config import Environment, Settings
+from app.pipeline.events import Transport
+from app.pipeline.ingest import AckMode
+from app.sources.pubsub import decode_unwrapped, decode_wrapped, to_candidate
+
+_PROBLEM = {"description": "problem", "content": {PROBLEM_JSON: {}}}
+_UNWRAPPED = "x-goog-pubsub-message-id"
+
+
+def pubsub_router(settings: Settings) -> APIRouter | None:
+    if settings.env is Environment.PRODUCTION:
+        return None
+    router = APIRouter(tags=["pubsub"])
+
+    @router.post(
+        settings.pubsub.push_path,
+        status_code=204,
+        summary="Pub/Sub push delivery (wrapped or no_wrapper); 204 = ack after commit",
+        responses={400: _PROBLEM, 413: _PROBLEM, 429: _PROBLEM, 503: _PROBLEM},
+    )
+    async def push(request: Request, services: ServicesDep) -> Response:
+        body = await read_limited_body(request, services.settings.limits.max_body_bytes)
+        if _UNWRAPPED in request.headers:
+            message = decode_unwrapped(request.headers, body)
+        else:
+            message = decode_wrapped(body)
+        candidate = to_candidate(message, services.settings.pubsub)
+        await services.ingest.ingest([candidate], transport=Transport.PUBSUB, ack=AckMode.COMMITTED)
+        return Response(status_code=204)
+
+    return router

@@ -1,0 +1,213 @@
+"""Pub/Sub push against Google's real emulator: the emulator pushes to a served Sluice.
+
+The emulator (Debian's google-cloud-cli-pubsub-emulator) runs as one Java process per
+test module on a free port. Under `CI=true` a missing or failing emulator fails the run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import shutil
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import asyncpg
+import httpx
+import orjson
+import pytest
+
+from tests.conftest import in_ci
+from tests.support import free_port, served
+
+EMULATOR = Path("/usr/lib/google-cloud-sdk/platform/pubsub-emulator/bin/cloud-pubsub-emulator")
+PROJECT = "sluice-test"
+
+
+def _emulator_binary() -> Path | None:
+    configured = os.environ.get("SLUICE_TEST_PUBSUB_EMULATOR")
+    if configured:
+        return Path(configured)
+    if EMULATOR.exists():
+        return EMULATOR
+    gcloud = shutil.which("gcloud")
+    if gcloud is None:
+        return None
+    root = subprocess.run(  # noqa: S603 - the machine's gcloud, read-only query
+        [gcloud, "info", "--format=value(installation.sdk_root)"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
+    candidate = Path(root) / "platform/pubsub-emulator/bin/cloud-pubsub-emulator"
+    return candidate if candidate.exists() else None
+
+
+@pytest.fixture(scope="module")
+def emulator() -> Iterator[str]:
+    binary = _emulator_binary()
+    if binary is None:
+        message = "the Pub/Sub emulator is not installed"
+        if in_ci():
+            pytest.fail(message)
+        pytest.skip(message)
+    port = free_port()
+    process = subprocess.Popen(  # noqa: S603 - the emulator script, our arguments
+        [str(binary), "--host=127.0.0.1", f"--port={port}"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(url, timeout=1).text.strip() == "Ok":
+                    break
+            except httpx.TransportError:
+                pass
+            if process.poll() is not None:
+                pytest.fail(f"the Pub/Sub emulator exited with {process.returncode}")
+            time.sleep(0.2)
+        else:
+            pytest.fail("the Pub/Sub emulator did not start in 60 s")
+        yield url
+    finally:
+        os.killpg(process.pid, 15)  # the script's Java child too
+        process.wait(timeout=30)
+
+
+def _topic_with_push(emulator: str, endpoint: str, *, unwrapped: bool = False) -> str:
+    name = f"t{uuid.uuid4().hex[:10]}"
+    topic = f"projects/{PROJECT}/topics/{name}"
+    httpx.put(f"{emulator}/v1/{topic}").raise_for_status()
+    push: dict[str, object] = {"pushEndpoint": endpoint}
+    if unwrapped:
+        push["noWrapper"] = {"writeMetadata": True}
+    httpx.put(
+        f"{emulator}/v1/projects/{PROJECT}/subscriptions/s{name}",
+        json={"topic": topic, "pushConfig": push, "ackDeadlineSeconds": 10},
+    ).raise_for_status()
+    return topic
+
+
+def _publish(emulator: str, topic: str, messages: list[dict[str, object]]) -> None:
+    for start in range(0, len(messages), 500):
+        httpx.post(
+            f"{emulator}/v1/{topic}:publish", json={"messages": messages[start : start + 500]}
+        ).raise_for_status()
+
+
+def _message(data: bytes, attributes: dict[str, str] | None = None) -> dict[str, object]:
+    return {"data": base64.b64encode(data).decode(), "attributes": attributes or {}}
+
+
+async def _settled(db: asyncpg.Connection, sql: str, arg: str, expected: int) -> int:
+    deadline = time.monotonic() + 90
+    count = -1
+    while time.monotonic() < deadline:
+        count = await db.fetchval(sql, arg)
+        if count >= expected:
+            return int(count)
+        await asyncio.sleep(0.5)
+    return int(count)
+
+
+async def test_every_valid_message_is_stored_once_and_malformed_ones_quarantined(
+    emulator: str, database_url: str, db: asyncpg.Connection
+) -> None:
+    run = uuid.uuid4().hex[:8]
+    ce_source, raw_type = f"/pubsub/{run}", f"com.example.raw.{run}"
+    messages = []
+    for n in range(650):  # CloudEvents Pub/Sub binding: binary mode in attributes
+        messages.append(
+            _message(
+                orjson.dumps({"n": n}),
+                {
+                    "ce-specversion": "1.0",
+                    "ce-id": f"b{n}",
+                    "ce-source": ce_source,
+                    "ce-type": "com.example.binary",
+                    "content-type": "application/json",
+                },
+            )
+        )
+    for n in range(650):  # a structured CloudEvent as the data
+        event = {
+            "specversion": "1.0",
+            "id": f"s{n}",
+            "source": ce_source,
+            "type": "com.example.s",
+            "data": {"n": n},
+        }
+        messages.append(_message(orjson.dumps(event)))
+    for n in range(650):  # plain JSON, wrapped by Sluice
+        messages.append(_message(orjson.dumps({"raw": n}), {"type": raw_type}))
+    for n in range(50):  # malformed: a CloudEvent without an id, or JSON that does not parse
+        if n % 2:
+            bad = {"specversion": "1.0", "source": ce_source, "type": f"bad.{run}"}
+            messages.append(_message(orjson.dumps(bad)))
+        else:
+            messages.append(
+                _message(
+                    b"{not json",
+                    {
+                        "ce-specversion": "1.0",
+                        "ce-id": f"x{n}",
+                        "ce-source": ce_source,
+                        "ce-type": f"bad.{run}",
+                        "content-type": "application/json",
+                    },
+                )
+            )
+    with served({"DATABASE_URL": database_url}) as (base_url, _):
+        topic = _topic_with_push(emulator, f"{base_url}/pubsub/push")
+        _publish(emulator, topic, messages)
+        cloud = await _settled(db, "SELECT count(*) FROM events WHERE source = $1", ce_source, 1300)
+        wrapped = await _settled(db, "SELECT count(*) FROM events WHERE type = $1", raw_type, 650)
+        bad_sql = "SELECT count(*) FROM quarantine WHERE transport = 'pubsub' AND type = $1"
+        quarantined = await _settled(db, bad_sql, f"bad.{run}", 50)
+        await asyncio.sleep(3)  # anything still to be redelivered would arrive now
+        async with httpx.AsyncClient() as client:
+            received = (await client.get(f"{base_url}/metrics")).text
+        after = await db.fetchval(bad_sql, f"bad.{run}")
+    assert (cloud, wrapped) == (1300, 650)
+    assert quarantined == after == 50  # acknowledged: never redelivered, so never re-quarantined
+    prefix = 'sluice_events_received_total{source="pubsub"}'
+    line = next(row for row in received.splitlines() if row.startswith(prefix))
+    assert float(line.split()[-1]) == 2000  # each message delivered exactly once
+
+
+async def test_unwrapped_deliveries_are_stored(
+    emulator: str, database_url: str, db: asyncpg.Connection
+) -> None:
+    run = uuid.uuid4().hex[:8]
+    raw_type = f"com.example.unwrapped.{run}"
+    messages = [_message(orjson.dumps({"n": n}), {"type": raw_type}) for n in range(40)]
+    messages += [
+        _message(
+            b'{"n": 1}',
+            {
+                "ce-specversion": "1.0",
+                "ce-id": f"u{n}",
+                "ce-source": f"/u/{run}",
+                "ce-type": raw_type,
+                "content-type": "application/json",
+            },
+        )
+        for n in range(10)
+    ]
+    with served({"DATABASE_URL": database_url}) as (base_url, _):
+        topic = _topic_with_push(emulator, f"{base_url}/pubsub/push", unwrapped=True)
+        _publish(emulator, topic, messages)
+        stored = await _settled(db, "SELECT count(*) FROM events WHERE type = $1", raw_type, 50)
+    assert stored == 50
+    data = await db.fetchval(
+        "SELECT data::text FROM events WHERE type = $1 AND id LIKE 'u%' LIMIT 1", raw_type
+    )
+    assert orjson.loads(data) == {"n": 1}
