@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -29,8 +32,8 @@ from app.config import (
 )
 from app.main import create_app
 from app.storage import migrations
-from app.storage.embedded import start_embedded
-from tests.support import PROJECT_ROOT, reachable, with_database
+from app.storage.embedded import ensure_database, start_embedded
+from tests.support import PROJECT_ROOT, PrivatePostgres, reachable, with_database
 
 DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
@@ -139,3 +142,17 @@ async def running_app(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
 async def client(make_settings: SettingsFactory) -> AsyncIterator[httpx.AsyncClient]:
     async with running_app(make_settings()) as app_client:
         yield app_client
+
+
+@pytest.fixture
+async def private_postgres() -> AsyncIterator[PrivatePostgres]:
+    directory = Path(tempfile.mkdtemp(prefix="sluice-pg-"))
+    server = PrivatePostgres(directory / "data")
+    await asyncio.to_thread(server.start)
+    try:
+        await ensure_database(server.url)
+        await asyncio.to_thread(migrations.upgrade, server.url)
+        yield server
+    finally:
+        await asyncio.to_thread(server.stop)
+        shutil.rmtree(directory, ignore_errors=True)

@@ -18,6 +18,7 @@ from typing import IO, Any
 
 import asyncpg
 import httpx
+import pgserver
 
 from app.pipeline.events import AnonymizedEvent, Transport
 
@@ -144,3 +145,19 @@ def wait_until_live(
             pass
         time.sleep(0.1)
     raise TimeoutError(f"server at {base_url} did not become live in {timeout_s} s")
+
+
+class PrivatePostgres:
+    """A PostgreSQL server of the test's own (pgserver's real binaries) it may stop."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.url = ""
+
+    def start(self) -> None:
+        server = pgserver.get_server(self.directory, cleanup_mode="stop")
+        self._server = server
+        self.url = server.get_uri().replace("/postgres?", "/sluice?", 1)
+
+    def stop(self) -> None:
+        self._server.cleanup()

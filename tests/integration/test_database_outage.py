@@ -7,50 +7,14 @@ starts and stops; the machine's shared server is never touched.
 from __future__ import annotations
 
 import asyncio
-import shutil
-import tempfile
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import httpx
 import orjson
-import pgserver
-import pytest
 
-from app.storage import migrations
-from app.storage.embedded import ensure_database
 from tests.conftest import SettingsFactory, running_app
-from tests.support import make_event, unique_source
+from tests.support import PrivatePostgres, make_event, unique_source
 
 JSON = {"content-type": "application/json"}
-
-
-class PrivatePostgres:
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        self.url = ""
-
-    def start(self) -> None:
-        server = pgserver.get_server(self.directory, cleanup_mode="stop")
-        self._server = server
-        self.url = server.get_uri().replace("/postgres?", "/sluice?", 1)
-
-    def stop(self) -> None:
-        self._server.cleanup()
-
-
-@pytest.fixture
-async def private_postgres() -> AsyncIterator[PrivatePostgres]:
-    directory = Path(tempfile.mkdtemp(prefix="sluice-pg-"))
-    server = PrivatePostgres(directory / "data")
-    await asyncio.to_thread(server.start)
-    try:
-        await ensure_database(server.url)
-        await asyncio.to_thread(migrations.upgrade, server.url)
-        yield server
-    finally:
-        await asyncio.to_thread(server.stop)
-        shutil.rmtree(directory, ignore_errors=True)
 
 
 async def _wait_ready(client: httpx.AsyncClient, timeout_s: float = 20.0) -> None:
