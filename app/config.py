@@ -109,8 +109,13 @@ class PubSubSettings(_Group):
     source: str | None = None  # None: the subscription, as //pubsub.googleapis.com/<name>
     type_attribute: str = "type"
     default_type: str = "com.google.cloud.pubsub.message"
+    enabled: bool = True
+    # OIDC verification of push requests; unset audience = off (the emulator sends none).
+    oidc_audience: str | None = None
+    oidc_emails: list[str] = Field(default_factory=list)  # JSON list of service accounts
+    oidc_certs_url: str = "https://www.googleapis.com/oauth2/v1/certs"
 
-    @field_validator("source", mode="before")
+    @field_validator("source", "oidc_audience", mode="before")
     @classmethod
     def _blank_source_is_unset(cls, value: object) -> object:
         return None if value == "" else value
@@ -174,5 +179,15 @@ class Settings(_Group):
             raise ValueError(
                 "SLUICE_PRIVACY_PSEUDONYM_KEY must be set when SLUICE_ENV=production: "
                 "without it subjects would be pseudonymized with a public key"
+            )
+        if (
+            self.env is Environment.PRODUCTION
+            and self.pubsub.enabled
+            and self.pubsub.oidc_audience is None
+        ):
+            raise ValueError(
+                "SLUICE_PUBSUB_OIDC_AUDIENCE must be set when SLUICE_ENV=production, or the "
+                "push endpoint disabled with SLUICE_PUBSUB_ENABLED=false: it would take "
+                "events from anyone"
             )
         return self

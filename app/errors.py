@@ -5,7 +5,8 @@ The tree::
     SluiceError                      one root: `except SluiceError` catches only ours
     ├── InvalidInput                 the input is wrong; retrying it cannot help
     │   ├── RequestRejected          the request as a whole is unusable (400/413/415/422)
-    │   └── Unauthorized             401: an admin endpoint without a valid credential
+    │   ├── Unauthorized             401: no valid credential (admin token, push OIDC token)
+    │   └── Forbidden                403: a valid credential that is not allowed here
     └── Retryable                    the service cannot take it *now*; try again later
         ├── BufferFull               429: the in-memory buffer is at capacity
         ├── ShuttingDown             503: the process is draining for exit
@@ -36,6 +37,7 @@ class ErrorCode(StrEnum):
     NOT_FOUND = "request.not_found"
     METHOD_NOT_ALLOWED = "request.method_not_allowed"
     UNAUTHORIZED = "auth.unauthorized"
+    FORBIDDEN = "auth.forbidden"
     MISSING_ATTRIBUTE = "envelope.missing_attribute"
     BAD_SPECVERSION = "envelope.bad_specversion"
     INVALID_ATTRIBUTE = "envelope.invalid_attribute"
@@ -69,6 +71,7 @@ _STATUS: dict[ErrorCode, int] = {
     ErrorCode.NOT_FOUND: 404,
     ErrorCode.METHOD_NOT_ALLOWED: 405,
     ErrorCode.UNAUTHORIZED: 401,
+    ErrorCode.FORBIDDEN: 403,
     ErrorCode.MISSING_ATTRIBUTE: 422,
     ErrorCode.BAD_SPECVERSION: 422,
     ErrorCode.INVALID_ATTRIBUTE: 422,
@@ -113,6 +116,11 @@ class RequestRejected(InvalidInput):
 class Unauthorized(InvalidInput):
     def __init__(self, message: str = "a valid admin bearer token is required") -> None:
         super().__init__(message, code=ErrorCode.UNAUTHORIZED)
+
+
+class Forbidden(InvalidInput):
+    def __init__(self, message: str = "this credential is not allowed here") -> None:
+        super().__init__(message, code=ErrorCode.FORBIDDEN)
 
 
 class Retryable(SluiceError):

@@ -14,6 +14,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import httpx
 from fastapi import FastAPI
 
 from app.api import admin, ingest, operations
@@ -30,6 +31,7 @@ from app.pipeline.writer import BatchWriter
 from app.privacy.engine import PolicyAnonymizer
 from app.privacy.keyring import Keyring
 from app.privacy.policy import load_policy
+from app.sources.oidc import PushAuthenticator
 from app.storage.database import create_pool
 from app.storage.maintenance import run_periodically
 from app.storage.migrations import head_revision
@@ -75,6 +77,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
             DEVELOPMENT_PSEUDONYM_KEY,
         )
     pool = await create_pool(settings.database_url, settings.db)
+    http = httpx.AsyncClient()  # outbound: Google's certificates for push tokens
     try:
         repository = EventRepository(pool)
         writer = BatchWriter(
@@ -98,6 +101,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
             ingest=IngestService(batcher, anonymizer, limits=settings.limits, batch=settings.batch),
             subjects=SubjectRepository(pool),
             keyring=keyring,
+            push_authenticator=PushAuthenticator(settings.pubsub, http),
             schema_head=head_revision(),
         )
         _tune_garbage_collector()
@@ -112,6 +116,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
                 await maintenance
             await batcher.close()
     finally:
+        await http.aclose()
         await pool.close()
 
 

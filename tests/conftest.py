@@ -28,6 +28,7 @@ from app.config import (
     DatabaseSettings,
     LimitSettings,
     PrivacySettings,
+    PubSubSettings,
     Settings,
 )
 from app.main import create_app
@@ -104,6 +105,7 @@ def make_settings(database_url: str) -> SettingsFactory:
         limits: dict[str, Any] | None = None,
         db: dict[str, Any] | None = None,
         privacy: dict[str, Any] | None = None,
+        pubsub: dict[str, Any] | None = None,
         url: str | None = None,
         admin_token: str | None = None,
     ) -> Settings:
@@ -112,6 +114,7 @@ def make_settings(database_url: str) -> SettingsFactory:
             env="test",
             admin_token=admin_token,
             privacy=PrivacySettings(**(privacy or {})),
+            pubsub=PubSubSettings(**(pubsub or {})),
             batch=BatchSettings(**(batch or {})),
             limits=LimitSettings(**(limits or {})),
             db=DatabaseSettings(**{"pool_min_size": 1, "pool_max_size": 4, **(db or {})}),

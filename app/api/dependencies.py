@@ -11,6 +11,7 @@ from app.config import Settings
 from app.pipeline.batcher import Batcher
 from app.pipeline.ingest import IngestService
 from app.privacy.keyring import Keyring
+from app.sources.oidc import PushAuthenticator
 from app.storage.repository import EventRepository
 from app.storage.subjects import SubjectRepository
 
@@ -23,6 +24,7 @@ class Services:
     ingest: IngestService
     subjects: SubjectRepository
     keyring: Keyring
+    push_authenticator: PushAuthenticator
     schema_head: str | None  # the Alembic revision this code expects
 
 

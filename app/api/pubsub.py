@@ -7,8 +7,8 @@
   redelivers; the buffer is the same bounded one HTTP ingest uses;
 - 400 for a body that is not a push delivery at all.
 
-Not mounted when `SLUICE_ENV=production` until OIDC verification of the push requests
-exists: an unauthenticated ingest path must not reach production.
+Requests are authenticated first (`sources/oidc.py`) when an OIDC audience is set, which
+production settings require while the endpoint is enabled (`SLUICE_PUBSUB_ENABLED`).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from fastapi.responses import Response
 from app.api.body import read_limited_body
 from app.api.dependencies import ServicesDep
 from app.api.problems import PROBLEM_JSON
-from app.config import Environment, Settings
+from app.config import Settings
 from app.pipeline.events import Transport
 from app.pipeline.ingest import AckMode
 from app.sources.pubsub import decode_unwrapped, decode_wrapped, to_candidate
@@ -29,7 +29,7 @@ _UNWRAPPED = "x-goog-pubsub-message-id"
 
 
 def pubsub_router(settings: Settings) -> APIRouter | None:
-    if settings.env is Environment.PRODUCTION:
+    if not settings.pubsub.enabled:
         return None
     router = APIRouter(tags=["pubsub"])
 
@@ -37,9 +37,17 @@ def pubsub_router(settings: Settings) -> APIRouter | None:
         settings.pubsub.push_path,
         status_code=204,
         summary="Pub/Sub push delivery (wrapped or no_wrapper); 204 = ack after commit",
-        responses={400: _PROBLEM, 413: _PROBLEM, 429: _PROBLEM, 503: _PROBLEM},
+        responses={
+            400: _PROBLEM,
+            401: _PROBLEM,
+            403: _PROBLEM,
+            413: _PROBLEM,
+            429: _PROBLEM,
+            503: _PROBLEM,
+        },
     )
     async def push(request: Request, services: ServicesDep) -> Response:
+        await services.push_authenticator.verify(request.headers.get("authorization"))
         body = await read_limited_body(request, services.settings.limits.max_body_bytes)
         if _UNWRAPPED in request.headers:
             message = decode_unwrapped(request.headers, body)

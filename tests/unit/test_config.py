@@ -92,6 +92,7 @@ def test_production_with_a_pseudonym_key(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setenv("SLUICE_ENV", "production")
     monkeypatch.setenv("SLUICE_PRIVACY_PSEUDONYM_KEY", "s3cret-key-material")
     monkeypatch.setenv("SLUICE_PRIVACY_PSEUDONYM_KEY_ID", "k2024")
+    monkeypatch.setenv("SLUICE_PUBSUB_OIDC_AUDIENCE", "https://sluice.example/pubsub/push")
     settings = Settings()
     assert settings.env is Environment.PRODUCTION
     assert (
@@ -267,3 +268,15 @@ def test_limits_that_just_fit_are_accepted(monkeypatch: pytest.MonkeyPatch) -> N
     settings = Settings()
     assert settings.batch.buffer_max_events == settings.limits.max_events_per_request == 11
     assert settings.db.pool_max_size == 3
+
+
+def test_production_needs_push_verification_or_no_push_endpoint(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SLUICE_ENV", "production")
+    monkeypatch.setenv("SLUICE_PRIVACY_PSEUDONYM_KEY", "k")
+    with pytest.raises(ValidationError) as caught:
+        Settings()
+    assert "SLUICE_PUBSUB_OIDC_AUDIENCE" in str(caught.value)
+    monkeypatch.setenv("SLUICE_PUBSUB_ENABLED", "false")
+    assert Settings().pubsub.enabled is False

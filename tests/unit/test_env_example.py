@@ -43,7 +43,7 @@ def test_documented_values_are_the_defaults() -> None:
         shown = documented[name]
         if default is None:
             assert shown == "", name
-        elif isinstance(default, dict):
+        elif isinstance(default, dict | list):
             assert orjson.loads(shown) == default, name
         else:
             assert type(default)(shown) == default, name
