@@ -4,6 +4,7 @@ duplicates, backpressure, and recovery from a stopped database — all on real P
 from __future__ import annotations
 
 import asyncio
+import base64
 import random
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -118,3 +119,37 @@ async def _event_keys_locked(database_url: str) -> AsyncIterator[None]:
             yield
     finally:
         await locker.close()
+
+
+async def test_pubsub_push_shares_the_bounded_buffer(
+    make_settings: SettingsFactory, database_url: str
+) -> None:
+    """A full buffer answers Pub/Sub with 429 + Retry-After too, so it backs off."""
+    source = unique_source()
+    settings = make_settings(
+        batch={"buffer_max_events": 2, "ack_timeout_s": 30, "retry_after_s": 4},
+        limits={"max_events_per_request": 2},
+    )
+    async with running_app(settings) as client, _event_keys_locked(database_url):
+        held = asyncio.create_task(
+            client.post(
+                "/ingest",
+                content=orjson.dumps([make_event(source, 1), make_event(source, 2)]),
+                headers=JSON,
+            )
+        )
+        await asyncio.sleep(0.3)
+        data = orjson.dumps(make_event(source, 3))
+        push = await client.post(
+            "/pubsub/push",
+            content=orjson.dumps(
+                {
+                    "message": {"data": base64.b64encode(data).decode(), "messageId": "9"},
+                    "subscription": "s",
+                }
+            ),
+            headers=JSON,
+        )
+        assert push.status_code == 429
+        assert push.headers["retry-after"] == "4"
+    assert (await held).status_code == 200

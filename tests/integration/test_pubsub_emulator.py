@@ -11,6 +11,7 @@ import base64
 import os
 import shutil
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -22,7 +23,7 @@ import orjson
 import pytest
 
 from tests.conftest import in_ci
-from tests.support import PrivatePostgres, free_port, served
+from tests.support import PROJECT_ROOT, PrivatePostgres, free_port, served
 
 EMULATOR = Path("/usr/lib/google-cloud-sdk/platform/pubsub-emulator/bin/cloud-pubsub-emulator")
 PROJECT = "sluice-test"
@@ -50,7 +51,7 @@ def _emulator_binary() -> Path | None:
 @pytest.fixture(scope="module")
 def emulator() -> Iterator[str]:
     binary = _emulator_binary()
-    if binary is None:
+    if binary is None or not binary.exists():
         message = "the Pub/Sub emulator is not installed"
         if in_ci():
             pytest.fail(message)
@@ -279,3 +280,27 @@ async def test_a_push_held_past_the_ack_deadline_is_redelivered_and_stored_once(
     assert stored == 1
     assert await db.fetchval("SELECT count(*) FROM events WHERE type = $1", raw_type) == 1
     assert received >= 2  # the redelivery did arrive, and became a duplicate
+
+
+def test_an_emulator_that_cannot_start_fails_the_run_under_ci() -> None:
+    """A child pytest with CI=true and a missing emulator must fail, not skip."""
+    env = {**os.environ, "CI": "true", "SLUICE_TEST_PUBSUB_EMULATOR": "/nonexistent/emulator"}
+    result = subprocess.run(  # noqa: S603 - our own interpreter running our own tests
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            f"{__file__}::test_unwrapped_deliveries_are_stored",
+        ],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "skipped" not in result.stdout
