@@ -83,6 +83,19 @@ def with_database(url: str, name: str) -> str:
     return f"{head.rsplit('/', 1)[0]}/{name}{sep}{query}"
 
 
+def run_pytest_under_ci(test_id: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Run one test in a child pytest with `CI=true` and `env` on top of ours."""
+    return subprocess.run(  # noqa: S603 - our own interpreter running our own tests
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", test_id],
+        cwd=PROJECT_ROOT,
+        env={**os.environ, "CI": "true", **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

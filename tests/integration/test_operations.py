@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import httpx
 import orjson
 
-from tests.support import PROJECT_ROOT, free_port, make_event, unique_source
+from tests.support import free_port, make_event, run_pytest_under_ci, unique_source
 
 
 async def test_health_reports_components(client: httpx.AsyncClient) -> None:
@@ -56,27 +52,11 @@ async def test_metrics_count_events_by_source_and_outcome(client: httpx.AsyncCli
 
 def test_unreachable_database_fails_under_ci_instead_of_skipping() -> None:
     """Runs one database-backed test in a child pytest pointed at a closed port."""
-    env = {
-        **os.environ,
-        "CI": "true",
-        "SLUICE_TEST_ADMIN_DATABASE_URL": f"postgresql://postgres@127.0.0.1:{free_port()}/postgres",
-    }
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-q",
-            "-p",
-            "no:cacheprovider",
-            "tests/integration/test_operations.py::test_health_reports_components",
-        ],
-        cwd=PROJECT_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+    result = run_pytest_under_ci(
+        "tests/integration/test_operations.py::test_health_reports_components",
+        {
+            "SLUICE_TEST_ADMIN_DATABASE_URL": f"postgresql://postgres@127.0.0.1:{free_port()}/postgres"
+        },
     )
     assert result.returncode != 0
     assert "skipped" not in result.stdout

@@ -11,7 +11,6 @@ import base64
 import os
 import shutil
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -23,7 +22,7 @@ import orjson
 import pytest
 
 from tests.conftest import in_ci
-from tests.support import PROJECT_ROOT, PrivatePostgres, free_port, served
+from tests.support import PrivatePostgres, free_port, run_pytest_under_ci, served
 
 EMULATOR = Path("/usr/lib/google-cloud-sdk/platform/pubsub-emulator/bin/cloud-pubsub-emulator")
 PROJECT = "sluice-test"
@@ -284,23 +283,9 @@ async def test_a_push_held_past_the_ack_deadline_is_redelivered_and_stored_once(
 
 def test_an_emulator_that_cannot_start_fails_the_run_under_ci() -> None:
     """A child pytest with CI=true and a missing emulator must fail, not skip."""
-    env = {**os.environ, "CI": "true", "SLUICE_TEST_PUBSUB_EMULATOR": "/nonexistent/emulator"}
-    result = subprocess.run(  # noqa: S603 - our own interpreter running our own tests
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-q",
-            "-p",
-            "no:cacheprovider",
-            f"{__file__}::test_unwrapped_deliveries_are_stored",
-        ],
-        cwd=PROJECT_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+    result = run_pytest_under_ci(
+        f"{__file__}::test_unwrapped_deliveries_are_stored",
+        {"SLUICE_TEST_PUBSUB_EMULATOR": "/nonexistent/emulator"},
     )
     assert result.returncode != 0
     assert "skipped" not in result.stdout
