@@ -63,7 +63,7 @@ def _data(rng: random.Random, n: int) -> dict[str, Any]:
         "status": rng.choice(("created", "paid", "shipped")),
         "created_at": "2026-11-25T12:34:56.789Z",
         "currency": "EUR",
-        "total": round(sum(line["unit_price"] * line["qty"] for line in lines), 2),
+        "total": round(sum(float(line["unit_price"]) * int(line["qty"]) for line in lines), 2),
         "customer": {
             "id": f"c-{n % 5000}",
             "email": f"customer{n % 5000}@example.com",
@@ -176,7 +176,11 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=20_000, help="events to anonymize")
     parser.add_argument("--policy", type=Path, default=None, help="policy file (default: shipped)")
     args = parser.parse_args()
-    for shape, sample in (("realistic", realistic_events(1)[0]), ("load", load_events(1)[0])):
+    shapes: tuple[tuple[Literal["realistic", "load"], CloudEvent], ...] = (
+        ("realistic", realistic_events(1)[0]),
+        ("load", load_events(1)[0]),
+    )
+    for shape, sample in shapes:
         size = len(orjson.dumps(sample.data))
         cost = anonymization_cost_us(args.policy, args.events, shape=shape)
         print(f"anonymization  {cost:5.1f} µs/event  {shape:9s} events, ~{size} B of data")

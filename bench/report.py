@@ -51,7 +51,8 @@ class Result:
     def anonymize_us_per_event(self) -> float | None:
         if self.anonymize_s is None or self.events_per_s <= 0:
             return None
-        return 1e6 * self.anonymize_s / (self.events_per_s * self.setup["duration_s"])
+        seconds = float(self.setup["duration_s"])
+        return 1e6 * self.anonymize_s / (self.events_per_s * seconds)
 
     @property
     def end_to_end_us_per_event(self) -> float | None:

@@ -12,7 +12,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -21,7 +20,7 @@ from typing import IO
 
 import httpx
 
-from tests.support import free_port  # the same free-port probe the tests use
+from tests.support import free_port, read_log, wait_until_healthy
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -33,7 +32,7 @@ class Service:
     log: IO[bytes]
 
     def log_tail(self, size: int = 4000) -> str:
-        return _tail(self.log, size)
+        return read_log(self.log)[-size:]
 
     def metric(self, name: str) -> float | None:
         """An unlabelled sample from the service's `/metrics` (summed over workers), or
@@ -70,33 +69,10 @@ def running_service(
         )
         try:
             base_url = f"http://127.0.0.1:{port}"
-            _wait_until_ready(base_url, process, log, timeout_s)
+            wait_until_healthy(base_url, process, timeout_s, log, probe="ready")
             yield Service(base_url=base_url, pid=process.pid, log=log)
         finally:
             _stop(process)
-
-
-def _wait_until_ready(
-    base_url: str, process: subprocess.Popen[bytes], log: IO[bytes], timeout_s: float
-) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"the service exited with {process.returncode}:\n{_tail(log)}")
-        try:
-            if httpx.get(f"{base_url}/health/ready", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    raise TimeoutError(f"the service was not ready in {timeout_s:.0f} s:\n{_tail(log)}")
-
-
-def _tail(log: IO[bytes], size: int = 4000) -> str:
-    log.seek(0)
-    text = log.read().decode(errors="replace")
-    log.seek(0, os.SEEK_END)
-    return text[-size:]
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:

@@ -125,7 +125,7 @@ def served(
         )
         base_url = f"http://127.0.0.1:{port}"
         try:
-            wait_until_live(base_url, process, timeout_s, output)
+            wait_until_healthy(base_url, process, timeout_s, output)
             yield base_url, process
         finally:
             if process.poll() is None:
@@ -138,26 +138,36 @@ def served(
 
 
 def read_log(log: IO[bytes]) -> str:
+    """All the child wrote so far. Leaves the shared offset at the end, where the child
+    appends next."""
     log.flush()
     log.seek(0)
     return log.read().decode(errors="replace")
 
 
-def wait_until_live(
-    base_url: str, process: subprocess.Popen[bytes], timeout_s: float, log: IO[bytes]
+def wait_until_healthy(
+    base_url: str,
+    process: subprocess.Popen[bytes],
+    timeout_s: float,
+    log: IO[bytes],
+    *,
+    probe: str = "live",
 ) -> None:
+    """Poll `/health/<probe>` until 200; fail early, with the log's tail, if it exits."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
             output = read_log(log)
             raise RuntimeError(f"server exited with {process.returncode}:\n{output[-4000:]}")
         try:
-            if httpx.get(f"{base_url}/health/live", timeout=1).status_code == 200:
+            if httpx.get(f"{base_url}/health/{probe}", timeout=2).status_code == 200:
                 return
         except httpx.TransportError:
             pass
         time.sleep(0.1)
-    raise TimeoutError(f"server at {base_url} did not become live in {timeout_s} s")
+    raise TimeoutError(
+        f"server at {base_url} not {probe} in {timeout_s:.0f} s:\n{read_log(log)[-4000:]}"
+    )
 
 
 class PrivatePostgres:

@@ -114,15 +114,7 @@ def binary_data(media: str, body: bytes) -> BinaryData:
     if not body:
         return BinaryData(value=None, is_base64=False, size=0)
     if is_json_media_type(media):
-        data = parse_json(body)
-        nul_path = find_nul(data, "data") if _NUL_ESCAPE in body else None
-        if nul_path is not None:
-            raise RequestRejected(
-                "strings must not contain the NUL character",
-                code=ErrorCode.NUL_CHARACTER,
-                field=nul_path,
-            )
-        return BinaryData(value=data, is_base64=False, size=len(body))
+        return json_data(parse_json(body), body)
     if media.startswith("text/"):
         try:
             text = body.decode()
@@ -133,6 +125,18 @@ def binary_data(media: str, body: bytes) -> BinaryData:
                 return BinaryData(value=text, is_base64=False, size=len(body))
     encoded = base64.b64encode(body).decode()
     return BinaryData(value=encoded, is_base64=True, size=len(encoded))
+
+
+def json_data(document: Any, body: bytes) -> BinaryData:
+    """`data` already parsed from `body`; refuses a NUL in any of its strings."""
+    nul_path = find_nul(document, "data") if _NUL_ESCAPE in body else None
+    if nul_path is not None:
+        raise RequestRejected(
+            "strings must not contain the NUL character",
+            code=ErrorCode.NUL_CHARACTER,
+            field=nul_path,
+        )
+    return BinaryData(value=document, is_base64=False, size=len(body))
 
 
 def _not_an_event(message: str) -> RequestRejected:

@@ -35,7 +35,7 @@ import orjson
 from app.config import PubSubSettings
 from app.errors import ErrorCode, EventRejection, RequestRejected
 from app.pipeline.events import Candidate, Transport
-from app.sources.http import binary_data, media_type, parse_json
+from app.sources.http import binary_data, json_data, media_type, parse_json
 
 _METADATA_HEADER = "x-goog-pubsub-"
 # Headers of an unwrapped delivery that are HTTP's or the push service's, not attributes.
@@ -121,10 +121,10 @@ def to_candidate(message: PubSubMessage, settings: PubSubSettings) -> Candidate:
     try:
         if any(name.startswith("ce-") for name in message.attributes):
             return _binary(message)
-        structured = _structured(message.data)
-        if structured is not None:
-            return Candidate(raw=structured, transport=Transport.PUBSUB)
-        return _wrapped(message, settings)
+        document = _json_or_none(message.data)  # parsed once, for both rules below
+        if isinstance(document, dict) and "specversion" in document:
+            return Candidate(raw=document, transport=Transport.PUBSUB)
+        return _wrapped(message, settings, document)
     except RequestRejected as refused:
         # Quarantined under the attributes it carried, so it can be found and replayed.
         rejection = EventRejection(code=refused.code, field=refused.field, message=refused.message)
@@ -152,18 +152,17 @@ def _binary(message: PubSubMessage) -> Candidate:
     )
 
 
-def _structured(data: bytes) -> dict[str, Any] | None:
-    """`data` when it is a structured CloudEvent (a JSON object with `specversion`)."""
-    if not data.lstrip().startswith(b"{"):
+def _json_or_none(data: bytes) -> Any:
+    """`data` parsed as JSON, or None when it is empty or not JSON."""
+    if not data:
         return None
     try:
-        document = orjson.loads(data)
+        return orjson.loads(data)
     except orjson.JSONDecodeError:
         return None
-    return document if isinstance(document, dict) and "specversion" in document else None
 
 
-def _wrapped(message: PubSubMessage, settings: PubSubSettings) -> Candidate:
+def _wrapped(message: PubSubMessage, settings: PubSubSettings, document: Any) -> Candidate:
     attributes: dict[str, Any] = {
         "specversion": "1.0",
         "id": message.message_id,
@@ -172,22 +171,12 @@ def _wrapped(message: PubSubMessage, settings: PubSubSettings) -> Candidate:
     }
     if message.publish_time:
         attributes["time"] = message.publish_time
-    media = "application/json" if _parses(message.data) else "text/plain"
-    if message.data and media == "application/json":
-        attributes["datacontenttype"] = media
-    return Candidate(
-        raw=attributes,
-        transport=Transport.PUBSUB,
-        binary_data=binary_data(media, message.data),
-    )
-
-
-def _parses(data: bytes) -> bool:
-    try:
-        orjson.loads(data)
-    except orjson.JSONDecodeError:
-        return False
-    return True
+    if document is not None:
+        attributes["datacontenttype"] = "application/json"
+        data = json_data(document, message.data)
+    else:
+        data = binary_data("text/plain", message.data)
+    return Candidate(raw=attributes, transport=Transport.PUBSUB, binary_data=data)
 
 
 def _source_of(subscription: str) -> str:

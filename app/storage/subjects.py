@@ -7,6 +7,7 @@ the raw identifier never reaches this module, let alone a table.
 from __future__ import annotations
 
 import base64
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -96,7 +97,14 @@ class SubjectRepository:
                 keys = [kid for s in subjects for kid in s.by_key]
                 pseudonyms = [p for s in subjects for p in s.by_key.values()]
                 await connection.execute(_SUPPRESS, pseudonyms, keys, now)
-                counts = [_tally(owner, events, i, quarantine, s) for i, s in enumerate(subjects)]
+                events_of, quarantine_of = (
+                    _by_subject(owner, events),
+                    _by_subject(owner, quarantine),
+                )
+                counts = [
+                    ErasureCount(s.active, events_of[i], quarantine_of[i])
+                    for i, s in enumerate(subjects)
+                ]
                 await self._audit(
                     connection,
                     "erase",
@@ -184,17 +192,12 @@ class SubjectRepository:
         )
 
 
-def _tally(
-    owner: Mapping[str, int],
-    events: Sequence[asyncpg.Record],
-    index: int,
-    quarantine: Sequence[asyncpg.Record],
-    subject: SubjectPseudonyms,
-) -> ErasureCount:
-    def count(rows: Sequence[asyncpg.Record]) -> int:
-        return sum(int(r["n"]) for r in rows if owner[r["subject_pseudonym"]] == index)
-
-    return ErasureCount(subject.active, count(events), count(quarantine))
+def _by_subject(owner: Mapping[str, int], rows: Sequence[asyncpg.Record]) -> Counter[int]:
+    """Deleted-row counts per pseudonym, added up per subject (its index in the request)."""
+    counts: Counter[int] = Counter()
+    for row in rows:
+        counts[owner[row["subject_pseudonym"]]] += int(row["n"])
+    return counts
 
 
 def _event_of(row: asyncpg.Record) -> dict[str, Any]:
