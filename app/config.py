@@ -121,6 +121,57 @@ class PubSubSettings(_Group):
         return None if value == "" else value
 
 
+class UnknownTypePolicy(StrEnum):
+    ACCEPT = "accept"  # stored unchecked (quality checks still apply)
+    QUARANTINE = "quarantine"  # kept in quarantine for replay; the sender is told `quarantined`
+    REJECT = "reject"  # refused: the sender is told `rejected` (and it is quarantined too)
+
+
+class ContractMode(StrEnum):
+    STRICT = "strict"  # a violation refuses the event
+    LENIENT = "lenient"  # the violating fields are dropped, the violation recorded with the row
+
+
+class ContractSettings(_Group):
+    """Data contracts: a JSON Schema per event type and version (docs/contracts.md)."""
+
+    model_config = SettingsConfigDict(env_prefix="SLUICE_CONTRACTS_")
+
+    dir: Path | None = None  # None: no contracts, every type is unknown
+    unknown_type: UnknownTypePolicy = UnknownTypePolicy.ACCEPT
+    default_mode: ContractMode = ContractMode.STRICT  # per type: `contracts.yaml` in `dir`
+
+    @field_validator("dir", mode="before")
+    @classmethod
+    def _blank_dir_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
+
+class QualitySettings(_Group):
+    """Checks beyond the schema, each with its own code (`quality.*`), and the quality
+    summary behind `GET /admin/quality`."""
+
+    model_config = SettingsConfigDict(env_prefix="SLUICE_QUALITY_")
+
+    # `time` further ahead of the receiving clock than this is `quality.time_skew`.
+    max_future_skew_s: float = Field(300.0, ge=0)
+    # Older than this is `quality.too_old`; the default matches the dedup window, past which
+    # a redelivered event could no longer be recognised as a duplicate.
+    max_age_days: float = Field(31.0, gt=0)
+    # A string in `data` longer than this is `quality.field_too_large`.
+    max_field_chars: int = Field(8192, ge=1)
+    # How often each process adds its outcome counts to the `quality_counts` table.
+    flush_interval_s: float = Field(10.0, gt=0)
+
+    @property
+    def max_future_skew(self) -> timedelta:
+        return timedelta(seconds=self.max_future_skew_s)
+
+    @property
+    def max_age(self) -> timedelta:
+        return timedelta(days=self.max_age_days)
+
+
 class RetentionSettings(_Group):
     """How long rows are kept; `python -m app maintain` enforces it (idempotency keys: see
     `SLUICE_DB_DEDUP_WINDOW_DAYS`)."""
@@ -130,6 +181,7 @@ class RetentionSettings(_Group):
     events_days: int = Field(90, ge=1)
     quarantine_days: int = Field(30, ge=1)
     audit_days: int = Field(1095, ge=1)
+    quality_days: int = Field(14, ge=1)
 
 
 class Settings(_Group):
@@ -150,6 +202,8 @@ class Settings(_Group):
     privacy: PrivacySettings = Field(default_factory=PrivacySettings)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
     pubsub: PubSubSettings = Field(default_factory=PubSubSettings)
+    contracts: ContractSettings = Field(default_factory=ContractSettings)
+    quality: QualitySettings = Field(default_factory=QualitySettings)
 
     @field_validator("database_url", "admin_token", mode="before")
     @classmethod

@@ -15,8 +15,9 @@ The tree::
 A single event that is refused is not an exception: it is an `EventRejection` value in
 the per-event results (and a quarantine row), so one bad event never fails its batch.
 
-`ErrorCode` is the shared taxonomy: each code knows its HTTP status and whether a retry
-can succeed. Foreign errors (asyncpg, orjson, pydantic) are mapped to these at the edge
+`ErrorCode` is the shared taxonomy of every source and every outcome: each code knows its
+HTTP status, whether a retry can succeed, and so what a message source answers its broker
+(`delivery`): acknowledge (the event is quarantined or deliberately dropped) or redeliver. Foreign errors (asyncpg, orjson, pydantic) are mapped to these at the edge
 that meets them, with `raise ... from exc`, and never leave that module unmapped.
 """
 
@@ -45,6 +46,14 @@ class ErrorCode(StrEnum):
     NUL_CHARACTER = "envelope.nul_character"
     EVENT_TOO_LARGE = "size.event_too_large"
     ATTRIBUTE_TOO_LONG = "size.attribute_too_long"
+    UNKNOWN_TYPE = "contract.unknown_type"
+    UNKNOWN_SCHEMA = "contract.unknown_schema"
+    CONTRACT_VIOLATION = "contract.violation"
+    TIME_SKEW = "quality.time_skew"
+    TOO_OLD = "quality.too_old"
+    EMPTY_DATA = "quality.empty_data"
+    FIELD_TOO_LARGE = "quality.field_too_large"
+    SUPPRESSED = "privacy.suppressed"
     STORAGE_REFUSED_VALUE = "storage.refused_value"
     BUFFER_FULL = "transient.buffer_full"
     DATABASE_UNAVAILABLE = "transient.database"
@@ -57,6 +66,42 @@ class ErrorCode(StrEnum):
     @property
     def retryable(self) -> bool:
         return self.value.startswith("transient.")
+
+    @property
+    def scope(self) -> Scope:
+        if self.retryable:
+            return Scope.TRANSIENT
+        if self.value.startswith(_REQUEST_PREFIXES):
+            return Scope.REQUEST
+        return Scope.EVENT
+
+    @property
+    def delivery(self) -> Delivery | None:
+        """What a message source (Pub/Sub push, RabbitMQ) does with a message this code
+        refused: a transient refusal is redelivered later; a bad message is acknowledged
+        once its quarantine row (or its deliberate drop) is committed, since delivering
+        it again could only fail the same way. None: only an HTTP request can meet it."""
+        if self.retryable:
+            return Delivery.REDELIVER
+        if self.scope is Scope.EVENT or self in _MESSAGE_LEVEL:
+            return Delivery.ACKNOWLEDGE
+        return None
+
+
+class Scope(StrEnum):
+    REQUEST = "request"  # the request as a whole is refused: nothing of it is taken
+    EVENT = "event"  # one event's outcome; the rest of its request goes on
+    TRANSIENT = "transient"  # nothing is taken now; the same input can succeed later
+
+
+class Delivery(StrEnum):
+    ACKNOWLEDGE = "acknowledge"
+    REDELIVER = "redeliver"
+
+
+_REQUEST_PREFIXES = ("request.", "auth.")
+# Request-level codes that a message source meets per message, quarantining that message.
+_MESSAGE_LEVEL = frozenset({ErrorCode.MALFORMED_JSON, ErrorCode.NOT_AN_EVENT})
 
 
 # Per-event codes map to 422: the status of a request whose every event was refused.
@@ -80,6 +125,14 @@ _STATUS: dict[ErrorCode, int] = {
     ErrorCode.EVENT_TOO_LARGE: 422,
     ErrorCode.ATTRIBUTE_TOO_LONG: 422,
     ErrorCode.STORAGE_REFUSED_VALUE: 422,
+    ErrorCode.UNKNOWN_TYPE: 422,
+    ErrorCode.UNKNOWN_SCHEMA: 422,
+    ErrorCode.CONTRACT_VIOLATION: 422,
+    ErrorCode.TIME_SKEW: 422,
+    ErrorCode.TOO_OLD: 422,
+    ErrorCode.EMPTY_DATA: 422,
+    ErrorCode.FIELD_TOO_LARGE: 422,
+    ErrorCode.SUPPRESSED: 200,  # acknowledged and deliberately not stored: not a failure
     ErrorCode.BUFFER_FULL: 429,
     ErrorCode.DATABASE_UNAVAILABLE: 503,
     ErrorCode.SHUTTING_DOWN: 503,
@@ -93,6 +146,16 @@ class EventRejection:
     code: ErrorCode
     field: str | None
     message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Violation:
+    """One failed contract or quality check: where (`data.items[2].price`) and which
+    schema keyword, never the offending value."""
+
+    code: ErrorCode
+    field: str
+    keyword: str | None = None
 
 
 class SluiceError(Exception):

@@ -23,6 +23,8 @@ from app.api.problems import install_problem_handlers
 from app.api.pubsub import pubsub_router
 from app.clock import utc_now
 from app.config import DEVELOPMENT_PSEUDONYM_KEY, Settings
+from app.contracts.checker import ContractChecker
+from app.contracts.registry import load_contracts
 from app.observability.access_log import AccessLogMiddleware
 from app.observability.logging import configure_logging
 from app.pipeline.batcher import Batcher
@@ -70,6 +72,10 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     keyring = Keyring.from_settings(settings.privacy)
     anonymizer = PolicyAnonymizer(load_policy(settings.privacy.policy_path), keyring)
     log.info("anonymization policy loaded", extra={"policy_version": anonymizer.policy_version})
+    checker = ContractChecker(
+        load_contracts(settings.contracts), settings.contracts, settings.quality
+    )
+    log.info("data contracts loaded", extra={"contracts": len(checker.registry)})
     if settings.privacy.pseudonym_key is None:
         log.warning(
             "SLUICE_PRIVACY_PSEUDONYM_KEY is unset: subjects are pseudonymized with the "
@@ -98,7 +104,9 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
             settings=settings,
             repository=repository,
             batcher=batcher,
-            ingest=IngestService(batcher, anonymizer, limits=settings.limits, batch=settings.batch),
+            ingest=IngestService(
+                batcher, anonymizer, checker, limits=settings.limits, batch=settings.batch
+            ),
             subjects=SubjectRepository(pool),
             keyring=keyring,
             push_authenticator=PushAuthenticator(settings.pubsub, http),

@@ -1,6 +1,7 @@
 """`POST /ingest`: the HTTP edge. Reads, decodes, hands over, maps the answer to a status.
 
-Status: 200 when no event was rejected; 207 when some were; 422 when every event was;
+Status: 200 when no event was rejected (`quarantined` is not a rejection: the event is
+kept for replay); 207 when some were; 422 when every event was;
 202 with `?ack=enqueued` (or `Prefer: respond-async`); 400/413/415/422 for an unusable
 request; 429/503 with `Retry-After` when the events cannot be taken now. A 2xx other
 than 202 is sent only after every event it reports as stored or duplicate is committed.
@@ -18,6 +19,7 @@ from pydantic import BaseModel
 from app.api.body import read_limited_body
 from app.api.dependencies import ServicesDep
 from app.api.problems import PROBLEM_JSON
+from app.errors import ErrorCode
 from app.pipeline.events import Outcome, Transport
 from app.pipeline.ingest import AckMode, EventResult, IngestReport
 from app.sources.http import BATCH, JSON, STRUCTURED, decode_request
@@ -25,14 +27,23 @@ from app.sources.http import BATCH, JSON, STRUCTURED, decode_request
 router = APIRouter(tags=["ingest"])
 
 
+class ViolationModel(BaseModel):
+    code: str
+    field: str
+    keyword: str | None = None
+
+
 class EventResultModel(BaseModel):
     index: int
-    status: Literal["stored", "duplicate", "rejected", "accepted", "suppressed"]
+    status: Literal["stored", "duplicate", "rejected", "accepted", "suppressed", "quarantined"]
     id: str | None = None
     source: str | None = None
     code: str | None = None
     field: str | None = None
     message: str | None = None
+    # Every failed contract or quality check: why it was refused or, in lenient mode,
+    # what was dropped from the stored event.
+    violations: list[ViolationModel] | None = None
 
 
 class IngestResponseModel(BaseModel):
@@ -41,6 +52,7 @@ class IngestResponseModel(BaseModel):
     rejected: int
     accepted: int
     suppressed: int
+    quarantined: int
     results: list[EventResultModel]
 
 
@@ -137,6 +149,7 @@ def render_report(report: IngestReport) -> dict[str, Any]:
         "rejected": report.count(Outcome.REJECTED),
         "accepted": report.count(Outcome.ACCEPTED),
         "suppressed": report.count(Outcome.SUPPRESSED),
+        "quarantined": report.count(Outcome.QUARANTINED),
         "results": [_render_result(index, result) for index, result in enumerate(report.results)],
     }
 
@@ -152,4 +165,11 @@ def _render_result(index: int, result: EventResult) -> dict[str, Any]:
         rendered["code"] = result.rejection.code.value
         rendered["field"] = result.rejection.field
         rendered["message"] = result.rejection.message
+    elif result.status is Outcome.SUPPRESSED:
+        rendered["code"] = ErrorCode.SUPPRESSED.value
+    if result.violations:
+        rendered["violations"] = [
+            {"code": v.code.value, "field": v.field, "keyword": v.keyword}
+            for v in result.violations
+        ]
     return rendered

@@ -80,9 +80,39 @@ ANONYMIZE_SECONDS = Counter(
     "sluice_anonymize_seconds_total",
     "CPU time spent applying the anonymization policy (events and quarantine rows).",
 )
+CONTRACT_SECONDS = Counter(
+    "sluice_contract_check_seconds_total",
+    "CPU time spent checking events against their contracts and the quality checks.",
+)
 PARTITIONS_CREATED = Counter(
     "sluice_partitions_created_total", "Partitions of the events table created ahead of need."
 )
+
+EVENTS_BY_TYPE = Counter(
+    "sluice_events_by_type_total",
+    "Events by type and outcome; types without a contract share the label `_other`.",
+    ["type", "outcome"],
+)
+VIOLATIONS = Counter(
+    "sluice_violations_total",
+    "Failed contract and quality checks (refused or, in lenient mode, recorded), by code.",
+    ["type", "code"],
+)
+TIME_SKEW = Histogram(
+    "sluice_event_time_skew_seconds",
+    "How far an event's `time` lies from the receiving clock, by direction.",
+    ["direction"],
+    buckets=(1, 10, 60, 300, 900, 3600, 6 * 3600, 86400, 7 * 86400, 31 * 86400),
+)
+QUARANTINE_ROWS = Gauge(
+    "sluice_quarantine_rows",
+    "Quarantine rows not yet replayed (refreshed by the quality task).",
+    multiprocess_mode="max",
+)
+
+#: The shared label of every type without a contract: type names come from input, and
+#: only the contracts' own types are a bounded set.
+OTHER_TYPES = "_other"
 
 _OUTCOME_COUNTERS = {
     Outcome.STORED: EVENTS_STORED,
@@ -97,6 +127,25 @@ def count_outcomes(outcomes: Iterable[tuple[Outcome, Transport]]) -> None:
         counter = _OUTCOME_COUNTERS.get(outcome)
         if counter is not None:
             counter.labels(source=transport).inc(count)
+
+
+def type_label(event_type: str | None, *, known: bool) -> str:
+    return event_type if known and event_type else OTHER_TYPES
+
+
+def count_violations(label: str, codes: Iterable[str]) -> None:
+    for code, count in _Tally(codes).items():
+        VIOLATIONS.labels(type=label, code=code).inc(count)
+
+
+def observe_time_skew(seconds_ahead: float) -> None:
+    direction = "future" if seconds_ahead > 0 else "past"
+    TIME_SKEW.labels(direction=direction).observe(abs(seconds_ahead))
+
+
+def count_by_type(outcomes: Iterable[tuple[str, Outcome]]) -> None:
+    for (label, outcome), count in _Tally(outcomes).items():
+        EVENTS_BY_TYPE.labels(type=label, outcome=outcome).inc(count)
 
 
 def exposition() -> tuple[bytes, str]:

@@ -12,10 +12,12 @@ checks, never `data`, never a raw subject.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
+
+import orjson
 
 from app.errors import ErrorCode, EventRejection
 
@@ -36,6 +38,9 @@ class Outcome(StrEnum):
     REJECTED = "rejected"
     ACCEPTED = "accepted"  # buffered, not yet committed (`?ack=enqueued`)
     SUPPRESSED = "suppressed"  # the subject was erased and is suppressed: dropped, not stored
+    # Unknown type under `SLUICE_CONTRACTS_UNKNOWN_TYPE=quarantine`: kept for replay, and the
+    # sender need not do anything (a 2xx), unlike `rejected`.
+    QUARANTINED = "quarantined"
 
 
 @dataclass(slots=True)
@@ -82,10 +87,41 @@ class AnonymizedEvent:
     # The subject's pseudonyms under every key, comma-joined: what the suppression list
     # is checked against, so erasures made before a key rotation still hold after it.
     subject_lookup: str | None = None
+    contract_version: str | None = None  # `type@version` that checked `data`; None: no contract
+    violations_json: str | None = None  # lenient mode: what was dropped and why (no values)
 
     @property
     def key(self) -> tuple[str, str]:
         return (self.source, self.id)
+
+
+# What replay needs besides `data` (kept in its own column) to rebuild an anonymized event.
+_NOT_IN_ENVELOPE = frozenset(
+    {"data_json", "transport", "contract_version", "violations_json", "extensions_json"}
+)
+
+
+def envelope_json(event: AnonymizedEvent) -> str:
+    envelope = {
+        f.name: getattr(event, f.name) for f in fields(event) if f.name not in _NOT_IN_ENVELOPE
+    }
+    envelope["extensions"] = orjson.loads(event.extensions_json)
+    return orjson.dumps(envelope).decode()
+
+
+def event_from_envelope(
+    envelope: dict[str, Any], *, data_json: str | None, transport: Transport
+) -> AnonymizedEvent:
+    """The inverse of `envelope_json`, for replay."""
+    attributes = {k: v for k, v in envelope.items() if k != "extensions"}
+    if attributes.get("time") is not None:
+        attributes["time"] = datetime.fromisoformat(attributes["time"])
+    return AnonymizedEvent(
+        **attributes,
+        data_json=data_json,
+        extensions_json=orjson.dumps(envelope.get("extensions") or {}).decode(),
+        transport=transport,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +138,13 @@ class QuarantineRecord:
     data_json: str | None = None  # `data` after the policy; None when it could not apply
     policy_version: str | None = None
     size: int = 256
+    contract_version: str | None = None  # the contract that refused it, if one did
+    violations_json: str | None = None  # every failed check: code, field path, keyword
+    # The anonymized envelope (everything but `data`) of an event that passed envelope
+    # validation and failed a contract or quality check: what replay rebuilds it from.
+    event_json: str | None = None
+    # True when the sender is told `quarantined` (held for replay) rather than `rejected`.
+    held: bool = False
 
 
 Writable = AnonymizedEvent | QuarantineRecord

@@ -1,4 +1,5 @@
-"""The way through, shared by every source: validate → anonymize → buffer → await commit.
+"""The way through, shared by every source: validate → anonymize → check the contract →
+buffer → await commit.
 
 A source hands over decoded `Candidate`s; it gets back one `EventResult` per candidate, in
 order. Refused candidates become quarantine rows that travel in the same batch as the
@@ -11,24 +12,28 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
 import orjson
 
-from app.clock import MonotonicClock, monotonic
+from app.clock import MonotonicClock, WallClock, monotonic, utc_now
 from app.config import BatchSettings, LimitSettings
-from app.errors import ErrorCode, EventRejection
+from app.contracts.checker import ContractChecker, Refusal, Verdict
+from app.errors import ErrorCode, EventRejection, Violation
 from app.observability import metrics
 from app.pipeline.anonymize import Anonymizer
 from app.pipeline.batcher import Batcher
 from app.pipeline.events import (
+    AnonymizedEvent,
     Candidate,
     CloudEvent,
     Outcome,
     QuarantineRecord,
     Transport,
     Writable,
+    envelope_json,
 )
 from app.pipeline.validate import safe_attributes, validate_candidate
 
@@ -53,6 +58,7 @@ class EventResult:
     id: str | None
     source: str | None
     rejection: EventRejection | None = None
+    violations: tuple[Violation, ...] = ()  # refusing, or recorded with a lenient store
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,16 +74,20 @@ class IngestService:
         self,
         batcher: Batcher,
         anonymizer: Anonymizer,
+        checker: ContractChecker,
         *,
         limits: LimitSettings,
         batch: BatchSettings,
         clock: MonotonicClock = monotonic,
+        wall_clock: WallClock = utc_now,
     ) -> None:
         self._batcher = batcher
         self._anonymizer = anonymizer
+        self._checker = checker
         self._limits = limits
         self._ack_timeout_s = batch.ack_timeout_s
         self._clock = clock
+        self._wall_clock = wall_clock
 
     async def ingest(
         self, candidates: Sequence[Candidate], *, transport: Transport, ack: AckMode
@@ -85,38 +95,55 @@ class IngestService:
         """Raises `BufferFull`/`ShuttingDown` before anything is buffered, or
         `StorageUnavailable` when the commit did not happen in time."""
         checked = [validate_candidate(candidate, self._limits) for candidate in candidates]
-        # CPU time of this thread, not wall time: on a busy machine the worker can be
-        # descheduled mid-stage, and that wait is not the policy's cost.
-        started = time.thread_time()
-        writables: list[Writable] = [
-            self._anonymizer.anonymize(outcome)
-            if isinstance(outcome, CloudEvent)
-            else self._quarantine_record(candidate, outcome)
-            for candidate, outcome in zip(candidates, checked, strict=True)
-        ]
-        metrics.ANONYMIZE_SECONDS.inc(time.thread_time() - started)
+        prepared = self._prepare(candidates, checked)
+        writables = [writable for writable, _ in prepared]
         submission = self._batcher.submit(
             writables,
             transport,
             deadline=self._clock() + self._ack_timeout_s,
             detached=ack is AckMode.ENQUEUED,
         )
-        _count_received(transport, checked)
+        _count_received(transport, [verdict for _, verdict in prepared])
         if ack is AckMode.ENQUEUED:
-            outcomes = [
-                Outcome.ACCEPTED if isinstance(outcome, CloudEvent) else Outcome.REJECTED
-                for outcome in checked
-            ]
+            outcomes = [_enqueued_outcome(writable) for writable in writables]
         else:
             outcomes = await submission.wait(self._ack_timeout_s + _WAIT_GRACE_S)
         return IngestReport(
             [
-                _result(candidate, outcome, checked_as)
-                for candidate, outcome, checked_as in zip(
-                    candidates, outcomes, checked, strict=True
+                _result(candidate, outcome, verdict)
+                for candidate, outcome, (_, verdict) in zip(
+                    candidates, outcomes, prepared, strict=True
                 )
             ]
         )
+
+    def _prepare(
+        self, candidates: Sequence[Candidate], checked: Sequence[CloudEvent | EventRejection]
+    ) -> list[tuple[Writable, EventRejection | Verdict]]:
+        """Anonymize, then check contracts; each stage's CPU time is measured on its own
+        (thread time, not wall time: a descheduled worker's wait is not the stage's cost)."""
+        started = time.thread_time()
+        staged: list[AnonymizedEvent | tuple[Writable, EventRejection | Verdict]] = [
+            self._anonymizer.anonymize(outcome)
+            if isinstance(outcome, CloudEvent)
+            else (self._quarantine_record(candidate, outcome), outcome)
+            for candidate, outcome in zip(candidates, checked, strict=True)
+        ]
+        anonymized_at = time.thread_time()
+        metrics.ANONYMIZE_SECONDS.inc(anonymized_at - started)
+        now = self._wall_clock()
+        prepared = [
+            self._contract_stage(item, now) if isinstance(item, AnonymizedEvent) else item
+            for item in staged
+        ]
+        metrics.CONTRACT_SECONDS.inc(time.thread_time() - anonymized_at)
+        return prepared
+
+    def _contract_stage(self, event: AnonymizedEvent, now: datetime) -> tuple[Writable, Verdict]:
+        verdict = self._checker.check(event, now)
+        if verdict.refusal is None:
+            return event, verdict
+        return refused_event_record(event, verdict.refusal), verdict
 
     def _quarantine_record(
         self, candidate: Candidate, rejection: EventRejection
@@ -140,6 +167,55 @@ class IngestService:
         )
 
 
+def refused_event_record(event: AnonymizedEvent, refusal: Refusal) -> QuarantineRecord:
+    """The quarantine row of an event that passed the envelope checks and failed a
+    contract or quality check: anonymized whole, so replay can store it later."""
+    rejection = refusal.rejection
+    return QuarantineRecord(
+        transport=event.transport,
+        code=rejection.code,
+        field=rejection.field,
+        message=rejection.message,
+        source=event.source,
+        event_id=event.id,
+        type=event.type,
+        subject_pseudonym=event.subject_pseudonym,
+        attributes_json=orjson.dumps(_attributes(event)).decode(),
+        data_json=event.data_json,
+        policy_version=event.policy_version,
+        contract_version=refusal.contract_version,
+        violations_json=violations_json(refusal.violations),
+        event_json=envelope_json(event),
+        held=refusal.held,
+    )
+
+
+def violations_json(violations: Sequence[Violation]) -> str:
+    return orjson.dumps(
+        [{"code": v.code, "field": v.field, "keyword": v.keyword} for v in violations]
+    ).decode()
+
+
+def _attributes(event: AnonymizedEvent) -> dict[str, Any]:
+    attributes = {
+        name: getattr(event, name)
+        for name in ("specversion", "id", "source", "type", "datacontenttype", "dataschema")
+        if getattr(event, name) is not None
+    }
+    if event.time is not None:
+        attributes["time"] = event.time.isoformat()
+    extension_names = sorted(orjson.loads(event.extensions_json))
+    if extension_names:
+        attributes["extensions"] = extension_names
+    return attributes
+
+
+def _enqueued_outcome(writable: Writable) -> Outcome:
+    if isinstance(writable, AnonymizedEvent):
+        return Outcome.ACCEPTED
+    return Outcome.QUARANTINED if writable.held else Outcome.REJECTED
+
+
 def _text(value: object) -> str | None:
     return value if isinstance(value, str) and value else None
 
@@ -158,20 +234,29 @@ def _safe_text(value: object, max_chars: int) -> str | None:
 
 
 def _result(
-    candidate: Candidate, outcome: Outcome, checked: CloudEvent | EventRejection
+    candidate: Candidate, outcome: Outcome, checked: EventRejection | Verdict
 ) -> EventResult:
     raw = candidate.raw if isinstance(candidate.raw, dict) else {}
     event_id = raw.get("id") if isinstance(raw.get("id"), str) else None
     source = raw.get("source") if isinstance(raw.get("source"), str) else None
     if isinstance(checked, EventRejection):
         return EventResult(Outcome.REJECTED, event_id, source, checked)
+    if checked.refusal is not None:
+        status = Outcome.QUARANTINED if checked.refusal.held else Outcome.REJECTED
+        return EventResult(status, event_id, source, checked.refusal.rejection, checked.violations)
     if outcome is Outcome.REJECTED:
         return EventResult(Outcome.REJECTED, event_id, source, _STORAGE_REFUSAL)
-    return EventResult(outcome, event_id, source)
+    return EventResult(outcome, event_id, source, violations=checked.violations)
 
 
-def _count_received(transport: Transport, checked: Sequence[CloudEvent | EventRejection]) -> None:
+def _count_received(transport: Transport, checked: Sequence[EventRejection | Verdict]) -> None:
     metrics.EVENTS_RECEIVED.labels(source=transport).inc(len(checked))
-    codes = Counter(c.code for c in checked if isinstance(c, EventRejection))
+    codes = Counter(code for code in map(_refusal_code, checked) if code is not None)
     for code, count in codes.items():
         metrics.EVENTS_REJECTED.labels(source=transport, code=code).inc(count)
+
+
+def _refusal_code(checked: EventRejection | Verdict) -> ErrorCode | None:
+    if isinstance(checked, EventRejection):
+        return checked.code
+    return checked.refusal.rejection.code if checked.refusal is not None else None

@@ -135,7 +135,7 @@ def _outcomes(batch: Sequence[Writable], result: BatchResult) -> list[Outcome]:
     claimed: set[tuple[str, str]] = set()
     for item in batch:
         if isinstance(item, QuarantineRecord):
-            outcomes.append(Outcome.REJECTED)
+            outcomes.append(Outcome.QUARANTINED if item.held else Outcome.REJECTED)
         elif item.key in result.suppressed:
             outcomes.append(Outcome.SUPPRESSED)
         elif item.key in result.new and item.key not in claimed:

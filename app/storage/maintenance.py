@@ -65,6 +65,7 @@ async def maintain(
                 ("event_keys", db.dedup_window_days),
                 ("quarantine", retention.quarantine_days),
                 ("subject_audit", retention.audit_days),
+                ("quality_counts", retention.quality_days),
             )
         }
         return MaintenanceReport(True, created, ready_until, dropped, trimmed)

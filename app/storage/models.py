@@ -70,6 +70,8 @@ class Event(Base):
     extensions: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
     received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     policy_version: Mapped[str | None] = mapped_column(Text)
+    contract_version: Mapped[str | None] = mapped_column(Text)  # `type@version` that checked it
+    violations: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONB)  # lenient mode
 
 
 class EventKey(Base):
@@ -92,12 +94,18 @@ class EventKey(Base):
 
 
 class QuarantinedEvent(Base):
-    """Events refused at ingest, with the reason; never their `data` or raw subject."""
+    """Events refused at ingest, with the reason; never their raw `data` or subject.
+
+    One row per distinct refusal (`fingerprint`): the same bad event sent again raises
+    `occurrences` and `last_seen_at` instead of adding a row. `received_at` is when it was
+    first seen. Rows with an `event` envelope can be replayed; `replayed_at` marks those
+    a replay stored (or found already stored)."""
 
     __tablename__ = "quarantine"
     __table_args__ = (
-        Index("ix_quarantine_received_at", "received_at"),
-        Index("ix_quarantine_error_code_received_at", "error_code", "received_at"),
+        Index("ix_quarantine_fingerprint", "fingerprint", unique=True),
+        Index("ix_quarantine_last_seen_at", "last_seen_at"),
+        Index("ix_quarantine_error_code_last_seen_at", "error_code", "last_seen_at"),
         Index(
             "ix_quarantine_subject_pseudonym",
             "subject_pseudonym",
@@ -118,6 +126,28 @@ class QuarantinedEvent(Base):
     attributes: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
     data: Mapped[Any | None] = mapped_column(JSONB)  # after the anonymization policy
     policy_version: Mapped[str | None] = mapped_column(Text)
+    fingerprint: Mapped[str] = mapped_column(Text)
+    last_seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    occurrences: Mapped[int] = mapped_column(BigInteger, server_default=text("1"))
+    contract_version: Mapped[str | None] = mapped_column(Text)
+    violations: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONB)
+    event: Mapped[dict[str, Any] | None] = mapped_column(JSONB)  # anonymized envelope, replay
+    replayed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class QualityCount(Base):
+    """Events per minute, type, outcome and code, added to by every process every few
+    seconds: the data behind `GET /admin/quality`. Types without a contract share the
+    label `_other`, so the table stays as small as the set of contracts."""
+
+    __tablename__ = "quality_counts"
+    __table_args__ = (PrimaryKeyConstraint("bucket_start", "type", "outcome", "code"),)
+
+    bucket_start: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    type: Mapped[str] = mapped_column(Text)
+    outcome: Mapped[str] = mapped_column(Text)
+    code: Mapped[str] = mapped_column(Text)  # "" for outcomes without one
+    events: Mapped[int] = mapped_column(BigInteger)
 
 
 class SuppressedSubject(Base):

@@ -13,11 +13,12 @@ Errors are mapped here, by SQLSTATE class, never by message text:
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import re
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 
 import asyncpg
@@ -51,7 +52,8 @@ _MAINTENANCE_LOCK = 0x51_0CF
 # Tables trimmed by age, and the column that dates a row. Fixed names: never from input.
 _TRIMMABLE = {
     "event_keys": "first_seen_at",
-    "quarantine": "received_at",
+    "quarantine": "last_seen_at",
+    "quality_counts": "bucket_start",
     "subject_audit": "requested_at",
 }
 _BOUNDS = re.compile(r"FROM \('([^']+)'\) TO \('([^']+)'\)")
@@ -94,7 +96,8 @@ WITH incoming AS (
         source text, id text, type text, specversion text, time timestamptz,
         subject_pseudonym text, pseudonym_key_id text, datacontenttype text,
         dataschema text, data_json text, data_is_base64 boolean, extensions_json text,
-        policy_version text, subject_lookup text)
+        policy_version text, subject_lookup text, contract_version text,
+        violations_json text)
 ),
 suppressed AS (
     SELECT i.source, i.id FROM incoming i
@@ -113,23 +116,40 @@ new_keys AS (
 stored AS (
     INSERT INTO events (source, id, type, specversion, time, subject_pseudonym,
                         pseudonym_key_id, datacontenttype, dataschema, data,
-                        data_is_base64, extensions, received_at, policy_version)
+                        data_is_base64, extensions, received_at, policy_version,
+                        contract_version, violations)
     SELECT i.source, i.id, i.type, i.specversion, i.time, i.subject_pseudonym,
            i.pseudonym_key_id, i.datacontenttype, i.dataschema, i.data_json::jsonb,
-           i.data_is_base64, i.extensions_json::jsonb, $2, i.policy_version
+           i.data_is_base64, i.extensions_json::jsonb, $2, i.policy_version,
+           i.contract_version, i.violations_json::jsonb
     FROM incoming i JOIN new_keys k ON k.source = i.source AND k.id = i.id
 ),
 quarantined AS (
-    INSERT INTO quarantine (received_at, transport, error_code, error_field, error_message,
-                            source, event_id, type, subject_pseudonym, attributes, data,
-                            policy_version)
-    SELECT $2, q.transport, q.code, q.field, q.message, q.source, q.event_id, q.type,
-           q.subject_pseudonym, q.attributes_json::jsonb, q.data_json::jsonb,
-           q.policy_version
+    INSERT INTO quarantine (received_at, last_seen_at, fingerprint, occurrences, transport,
+                            error_code, error_field, error_message, source, event_id, type,
+                            subject_pseudonym, attributes, data, policy_version,
+                            contract_version, violations, event)
+    SELECT $2, $2, q.fingerprint, q.occurrences, q.transport, q.code, q.field, q.message,
+           q.source, q.event_id, q.type, q.subject_pseudonym, q.attributes_json::jsonb,
+           q.data_json::jsonb, q.policy_version, q.contract_version,
+           q.violations_json::jsonb, q.event_json::jsonb
     FROM json_to_recordset($3::json) AS q(
-        transport text, code text, field text, message text, source text, event_id text,
-        type text, subject_pseudonym text, attributes_json text, data_json text,
-        policy_version text)
+        fingerprint text, occurrences bigint, transport text, code text, field text,
+        message text, source text, event_id text, type text, subject_pseudonym text,
+        attributes_json text, data_json text, policy_version text, contract_version text,
+        violations_json text, event_json text)
+    -- The same refusal seen again is one row that counts it, with the latest payload.
+    ON CONFLICT (fingerprint) DO UPDATE SET
+        occurrences = quarantine.occurrences + EXCLUDED.occurrences,
+        last_seen_at = EXCLUDED.last_seen_at,
+        error_message = EXCLUDED.error_message,
+        subject_pseudonym = EXCLUDED.subject_pseudonym,
+        attributes = EXCLUDED.attributes,
+        data = EXCLUDED.data,
+        policy_version = EXCLUDED.policy_version,
+        contract_version = EXCLUDED.contract_version,
+        violations = EXCLUDED.violations,
+        event = EXCLUDED.event
 )
 SELECT source, id, false AS suppressed FROM new_keys
 UNION ALL
@@ -167,6 +187,35 @@ def mapped_errors(operation: str) -> Iterator[None]:
         raise
 
 
+def quarantine_rows_json(records: Sequence[QuarantineRecord]) -> str:
+    """The batch's quarantine rows, one per fingerprint with its count, in fingerprint
+    order: one statement cannot upsert a row twice, and concurrent batches must lock
+    shared rows in one order or deadlock."""
+    grouped: dict[str, tuple[QuarantineRecord, int]] = {}
+    for record in records:
+        fingerprint = quarantine_fingerprint(record)
+        _, seen = grouped.get(fingerprint, (record, 0))
+        grouped[fingerprint] = (record, seen + 1)
+    return orjson.dumps(
+        [
+            {f.name: getattr(record, f.name) for f in fields(record)}
+            | {"fingerprint": fingerprint, "occurrences": occurrences}
+            for fingerprint, (record, occurrences) in sorted(grouped.items())
+        ]
+    ).decode()
+
+
+def quarantine_fingerprint(record: QuarantineRecord) -> str:
+    """What makes two refusals the same: the event's identity when it has one (a resent
+    event is the same event, whatever else changed), else everything kept of it."""
+    if record.source is not None and record.event_id is not None:
+        identity: list[str | None] = [record.source, record.event_id]
+    else:
+        identity = [record.attributes_json, record.data_json]
+    material = orjson.dumps([*identity, record.code, record.field])
+    return hashlib.sha256(material).hexdigest()
+
+
 class EventRepository:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
@@ -189,7 +238,7 @@ class EventRepository:
                 WRITE_BATCH,
                 orjson.dumps(events).decode(),
                 received_at,
-                orjson.dumps(quarantine).decode(),
+                quarantine_rows_json(quarantine),
             )
         result = BatchResult(new=set(), suppressed=set())
         for row in rows:

@@ -21,7 +21,7 @@ from tests.support import unique_source
 
 NOW = datetime.now(UTC)
 DB = DatabaseSettings(pool_min_size=1, pool_max_size=3, partitions_ahead=2, dedup_window_days=31)
-RETENTION = RetentionSettings(events_days=30, quarantine_days=10, audit_days=100)
+RETENTION = RetentionSettings(events_days=30, quarantine_days=10, audit_days=100, quality_days=14)
 
 
 @pytest.fixture
@@ -92,9 +92,20 @@ async def test_trims_keys_quarantine_and_audit_by_age(
             [("old", NOW - timedelta(days=40)), ("recent", NOW - timedelta(days=2))],
         )
         await connection.executemany(
-            "INSERT INTO quarantine (received_at, transport, error_code, error_message) "
-            "VALUES ($1, 'http', 'envelope.missing_attribute', 'm')",
-            [(NOW - timedelta(days=11),), (NOW - timedelta(days=1),)],
+            "INSERT INTO quarantine (received_at, last_seen_at, fingerprint, transport, "
+            "error_code, error_message) "
+            "VALUES ($1, $2, $3, 'http', 'envelope.missing_attribute', 'm')",
+            [
+                # First seen long ago but seen again lately: kept (retention counts from
+                # the last sighting).
+                (NOW - timedelta(days=30), NOW - timedelta(days=11), "old"),
+                (NOW - timedelta(days=30), NOW - timedelta(days=1), "recent"),
+            ],
+        )
+        await connection.executemany(
+            "INSERT INTO quality_counts (bucket_start, type, outcome, code, events) "
+            "VALUES ($1, '_other', 'stored', '', 1)",
+            [(NOW - timedelta(days=15),), (NOW - timedelta(days=1),)],
         )
         await connection.executemany(
             "INSERT INTO subject_audit (requested_at, action, requester, subject_pseudonym, "
@@ -104,13 +115,18 @@ async def test_trims_keys_quarantine_and_audit_by_age(
         )
         report = await maintain(repository, DB, RETENTION, NOW)
         keys = await connection.fetch("SELECT id FROM event_keys")
-        quarantine = await connection.fetchval("SELECT count(*) FROM quarantine")
+        quarantine = await connection.fetchval("SELECT fingerprint FROM quarantine")
         audit = await connection.fetchval("SELECT count(*) FROM subject_audit")
     finally:
         await connection.close()
-    assert report.rows_trimmed == {"event_keys": 1, "quarantine": 1, "subject_audit": 1}
+    assert report.rows_trimmed == {
+        "event_keys": 1,
+        "quarantine": 1,
+        "subject_audit": 1,
+        "quality_counts": 1,
+    }
     assert [row["id"] for row in keys] == ["recent"]
-    assert (quarantine, audit) == (1, 1)
+    assert (quarantine, audit) == ("recent", 1)
 
 
 async def test_partitions_are_created_ahead_and_a_second_run_is_a_no_op(
