@@ -17,8 +17,9 @@ the per-event results (and a quarantine row), so one bad event never fails its b
 
 `ErrorCode` is the shared taxonomy of every source and every outcome: each code knows its
 HTTP status, whether a retry can succeed, and so what a message source answers its broker
-(`delivery`): acknowledge (the event is quarantined or deliberately dropped) or redeliver. Foreign errors (asyncpg, orjson, pydantic) are mapped to these at the edge
-that meets them, with `raise ... from exc`, and never leave that module unmapped.
+(`delivery`): acknowledge (the event is quarantined or deliberately dropped) or redeliver.
+Foreign errors (asyncpg, orjson, pydantic) are mapped to these at the edge that meets
+them, with `raise ... from exc`, and never leave that module unmapped.
 """
 
 from __future__ import annotations
