@@ -140,9 +140,7 @@ def _manifest(path: Path) -> dict[str, _TypeRules]:
         raise ContractError(f"{path}: {where}: {error['msg']}") from None
 
 
-def _check_modes_name_contracts(
-    path: Path, modes: dict[str, _TypeRules], types: set[str]
-) -> None:
+def _check_modes_name_contracts(path: Path, modes: dict[str, _TypeRules], types: set[str]) -> None:
     # A mode for a type with no schema is almost always a typo in the type's name.
     stray = sorted(set(modes) - types)
     if stray:
@@ -193,9 +191,7 @@ def _reference_registry(files: list[_SchemaFile]) -> jsonschema_rs.Registry:
 
 def _compile(file: _SchemaFile, registry: jsonschema_rs.Registry, rules: _TypeRules) -> Contract:
     try:
-        validator = jsonschema_rs.Draft202012Validator(
-            file.schema, registry=registry, offline=True
-        )
+        validator = jsonschema_rs.Draft202012Validator(file.schema, registry=registry, offline=True)
     except (jsonschema_rs.ReferencingError, ValueError) as exc:
         reason = str(exc).splitlines()[0]
         raise ContractError(f"{file.path}: cannot compile: {reason}") from None

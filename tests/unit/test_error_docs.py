@@ -40,9 +40,7 @@ def test_every_code_is_documented_once() -> None:
 
 def test_documented_status_retryable_and_delivery_match_the_code() -> None:
     documented = {code: tuple(rest) for code, *rest in _documented_rows()}
-    declared = {
-        code.value: (code.http_status, code.retryable, code.delivery) for code in ErrorCode
-    }
+    declared = {code.value: (code.http_status, code.retryable, code.delivery) for code in ErrorCode}
     assert documented == declared
 
 
