@@ -1,4 +1,4 @@
-"""`python -m app <command>`: serve | migrate | downgrade | maintain.
+"""`python -m app <command>`: serve | migrate | downgrade | maintain | replay | contracts.
 
 `serve` runs uvicorn (one process, for development) or, with `--workers N`, gunicorn with
 uvicorn workers and `gunicorn.conf.py` (production). With no `DATABASE_URL` outside
@@ -14,6 +14,8 @@ import signal
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict
+from datetime import datetime
+from pathlib import Path
 from types import FrameType
 
 import orjson
@@ -21,12 +23,17 @@ import uvicorn
 
 from app.clock import utc_now
 from app.config import Environment, Settings
+from app.contracts.checker import ContractChecker
+from app.contracts.registry import ContractError, ContractRegistry, load_contracts
 from app.observability.logging import configure_logging, logging_config
+from app.pipeline.replay import Replayer
+from app.pipeline.writer import BatchWriter
 from app.privacy.policy import PolicyError, load_policy
 from app.storage import migrations
 from app.storage.database import create_pool
 from app.storage.embedded import ensure_database, start_embedded
 from app.storage.maintenance import maintain
+from app.storage.quarantine import QuarantineFilter, QuarantineRepository
 from app.storage.repository import EventRepository
 
 GUNICORN_CONF = migrations.PROJECT_ROOT / "gunicorn.conf.py"
@@ -41,6 +48,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "migrate": _migrate,
         "downgrade": _downgrade,
         "maintain": _maintain,
+        "replay": _replay,
+        "contracts": _check_contracts,
     }[args.command]
     return handler(args, settings)
 
@@ -61,6 +70,18 @@ def _parser() -> argparse.ArgumentParser:
         "maintain",
         help="create partitions ahead; drop expired ones; trim keys, quarantine and audit",
     )
+    replay = commands.add_parser(
+        "replay", help="store quarantined events that pass the contracts on disk now"
+    )
+    for name in ("code", "type", "source"):
+        replay.add_argument(f"--{name}", help=f"only rows with this {name}")
+    replay.add_argument("--since", type=datetime.fromisoformat, help="last seen at or after")
+    replay.add_argument("--until", type=datetime.fromisoformat, help="last seen before")
+    replay.add_argument("--dry-run", action="store_true", help="count only; store nothing")
+    replay.add_argument("--max-rows", type=int, default=1_000_000)
+    contracts = commands.add_parser("contracts", help="data contracts")
+    contracts.add_argument("action", choices=["check"], help="load and compile every contract")
+    contracts.add_argument("--dir", type=Path, help="default: SLUICE_CONTRACTS_DIR")
     return parser
 
 
@@ -75,10 +96,17 @@ def _database_url(settings: Settings, *, keep_running: bool) -> str:
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
-    try:  # checked here too, so a bad policy is one clear line, not a worker's traceback
+    # Checked here too, so a bad policy or contract is one clear line, not a worker's
+    # traceback.
+    try:
         load_policy(settings.privacy.policy_path)
     except PolicyError as exc:
         print(f"sluice: invalid anonymization policy: {exc}", file=sys.stderr)
+        return 2
+    try:
+        load_contracts(settings.contracts)
+    except ContractError as exc:
+        print(f"sluice: invalid contract: {exc}", file=sys.stderr)
         return 2
     host = args.host or settings.host
     port = args.port if args.port is not None else settings.port
@@ -133,6 +161,52 @@ def _maintain(_: argparse.Namespace, settings: Settings) -> int:
         finally:
             await pool.close()
         print(orjson.dumps(asdict(report), default=str).decode())
+
+    asyncio.run(run())
+    return 0
+
+
+def _check_contracts(args: argparse.Namespace, settings: Settings) -> int:
+    directory = args.dir or settings.contracts.dir
+    if directory is None:
+        print("sluice: no contracts directory (--dir or SLUICE_CONTRACTS_DIR)", file=sys.stderr)
+        return 2
+    try:
+        registry = ContractRegistry.load(directory, default_mode=settings.contracts.default_mode)
+    except ContractError as exc:
+        print(f"sluice: invalid contract: {exc}", file=sys.stderr)
+        return 2
+    print(f"{len(registry)} contracts for {len(registry.types)} types: OK")
+    return 0
+
+
+def _replay(args: argparse.Namespace, settings: Settings) -> int:
+    try:
+        checker = ContractChecker(
+            load_contracts(settings.contracts), settings.contracts, settings.quality
+        )
+    except ContractError as exc:
+        print(f"sluice: invalid contract: {exc}", file=sys.stderr)
+        return 2
+    url = _database_url(settings, keep_running=False)
+    where = QuarantineFilter(args.code, args.type, args.source, args.since, args.until)
+
+    async def run() -> None:
+        pool = await create_pool(url, settings.db)
+        try:
+            writer = BatchWriter(
+                EventRepository(pool), settings.db, max_backoff_s=settings.batch.retry_max_backoff_s
+            )
+            replayer = Replayer(
+                QuarantineRepository(pool),
+                checker,
+                writer,
+                write_timeout_s=settings.batch.ack_timeout_s,
+            )
+            report = await replayer.replay(where, dry_run=args.dry_run, max_rows=args.max_rows)
+        finally:
+            await pool.close()
+        print(orjson.dumps(asdict(report)).decode())
 
     asyncio.run(run())
     return 0

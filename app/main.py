@@ -17,7 +17,7 @@ from contextlib import asynccontextmanager
 import httpx
 from fastapi import FastAPI
 
-from app.api import admin, ingest, operations
+from app.api import admin, ingest, operations, quality, quarantine
 from app.api.dependencies import Services
 from app.api.problems import install_problem_handlers
 from app.api.pubsub import pubsub_router
@@ -29,6 +29,8 @@ from app.observability.access_log import AccessLogMiddleware
 from app.observability.logging import configure_logging
 from app.pipeline.batcher import Batcher
 from app.pipeline.ingest import IngestService
+from app.pipeline.quality import QualityRecorder
+from app.pipeline.replay import Replayer
 from app.pipeline.writer import BatchWriter
 from app.privacy.engine import PolicyAnonymizer
 from app.privacy.keyring import Keyring
@@ -37,6 +39,8 @@ from app.sources.oidc import PushAuthenticator
 from app.storage.database import create_pool
 from app.storage.maintenance import run_periodically
 from app.storage.migrations import head_revision
+from app.storage.quality import QualityRepository
+from app.storage.quarantine import QuarantineRepository
 from app.storage.repository import EventRepository
 from app.storage.subjects import SubjectRepository
 
@@ -56,6 +60,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(AccessLogMiddleware)
     app.include_router(ingest.router)
     app.include_router(admin.router)
+    app.include_router(quarantine.router)
+    app.include_router(quality.router)
     push = pubsub_router(settings)
     if push is not None:
         app.include_router(push)
@@ -86,8 +92,14 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     http = httpx.AsyncClient()  # outbound: Google's certificates for push tokens
     try:
         repository = EventRepository(pool)
+        quarantined = QuarantineRepository(pool)
+        quality_counts = QualityRepository(pool)
+        recorder = QualityRecorder(quality_counts)
         writer = BatchWriter(
-            repository, settings.db, max_backoff_s=settings.batch.retry_max_backoff_s
+            repository,
+            settings.db,
+            max_backoff_s=settings.batch.retry_max_backoff_s,
+            on_committed=recorder.record,
         )
         await writer.ensure_partitions()
         batcher = Batcher(
@@ -110,19 +122,29 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
             subjects=SubjectRepository(pool),
             keyring=keyring,
             push_authenticator=PushAuthenticator(settings.pubsub, http),
+            quarantine=quarantined,
+            replayer=Replayer(
+                quarantined, checker, writer, write_timeout_s=settings.batch.ack_timeout_s
+            ),
+            quality=quality_counts,
             schema_head=head_revision(),
         )
         _tune_garbage_collector()
-        maintenance = asyncio.create_task(
-            run_periodically(repository, settings.db, settings.retention, utc_now)
-        )
+        background = [
+            asyncio.create_task(
+                run_periodically(repository, settings.db, settings.retention, utc_now)
+            ),
+            asyncio.create_task(recorder.run(settings.quality.flush_interval_s, quarantined)),
+        ]
         try:
             yield
         finally:
-            maintenance.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await maintenance
-            await batcher.close()
+            await batcher.close()  # its last batches still report to the recorder
+            for task in background:
+                task.cancel()
+            for task in background:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
     finally:
         await http.aclose()
         await pool.close()

@@ -25,10 +25,12 @@ from asgi_lifespan import LifespanManager
 
 from app.config import (
     BatchSettings,
+    ContractSettings,
     DatabaseSettings,
     LimitSettings,
     PrivacySettings,
     PubSubSettings,
+    QualitySettings,
     Settings,
 )
 from app.main import create_app
@@ -106,6 +108,8 @@ def make_settings(database_url: str) -> SettingsFactory:
         db: dict[str, Any] | None = None,
         privacy: dict[str, Any] | None = None,
         pubsub: dict[str, Any] | None = None,
+        contracts: dict[str, Any] | None = None,
+        quality: dict[str, Any] | None = None,
         url: str | None = None,
         admin_token: str | None = None,
     ) -> Settings:
@@ -115,6 +119,8 @@ def make_settings(database_url: str) -> SettingsFactory:
             admin_token=admin_token,
             privacy=PrivacySettings(**(privacy or {})),
             pubsub=PubSubSettings(**(pubsub or {})),
+            contracts=ContractSettings(**(contracts or {})),
+            quality=QualitySettings(**(quality or {})),
             batch=BatchSettings(**(batch or {})),
             limits=LimitSettings(**(limits or {})),
             db=DatabaseSettings(**{"pool_min_size": 1, "pool_max_size": 4, **(db or {})}),

@@ -13,6 +13,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
@@ -30,13 +31,19 @@ def unique_source(prefix: str = "test") -> str:
     return f"/{prefix}/{uuid.uuid4().hex}"
 
 
+def recent_time(hours_ago: float = 1.0) -> str:
+    """An RFC 3339 `time` within the quality checks' age window, whenever tests run."""
+    moment = datetime.now(UTC) - timedelta(hours=hours_ago)
+    return moment.replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
 def make_event(source: str, event_id: str | int, **overrides: Any) -> dict[str, Any]:
     event: dict[str, Any] = {
         "specversion": "1.0",
         "id": str(event_id),
         "source": source,
         "type": "com.example.order.created",
-        "time": "2026-11-25T12:00:00Z",
+        "time": recent_time(),
         "datacontenttype": "application/json",
         "data": {"order": str(event_id), "amount": 42},
     }

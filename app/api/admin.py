@@ -33,6 +33,9 @@ def _storable(text: str) -> str:
     return text
 
 
+StorableText = Annotated[
+    str, StringConstraints(min_length=1, max_length=1024), AfterValidator(_storable)
+]
 Subject = Annotated[
     str, StringConstraints(min_length=1, max_length=1024), AfterValidator(_storable)
 ]
@@ -55,12 +58,19 @@ async def require_admin(
 
 
 _PROBLEM = {"description": "problem", "content": {PROBLEM_JSON: {}}}
-router = APIRouter(
-    prefix="/admin",
-    tags=["admin"],
-    dependencies=[Depends(require_admin)],
-    responses={400: _PROBLEM, 401: _PROBLEM, 422: _PROBLEM, 503: _PROBLEM},
-)
+
+
+def admin_router(tag: str) -> APIRouter:
+    """A router under `/admin`, every route behind the admin bearer token."""
+    return APIRouter(
+        prefix="/admin",
+        tags=[tag],
+        dependencies=[Depends(require_admin)],
+        responses={400: _PROBLEM, 401: _PROBLEM, 422: _PROBLEM, 503: _PROBLEM},
+    )
+
+
+router = admin_router("admin: data subjects")
 
 
 class SubjectsRequest(BaseModel):

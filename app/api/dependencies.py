@@ -10,8 +10,11 @@ from fastapi import Depends, Request
 from app.config import Settings
 from app.pipeline.batcher import Batcher
 from app.pipeline.ingest import IngestService
+from app.pipeline.replay import Replayer
 from app.privacy.keyring import Keyring
 from app.sources.oidc import PushAuthenticator
+from app.storage.quality import QualityRepository
+from app.storage.quarantine import QuarantineRepository
 from app.storage.repository import EventRepository
 from app.storage.subjects import SubjectRepository
 
@@ -25,6 +28,9 @@ class Services:
     subjects: SubjectRepository
     keyring: Keyring
     push_authenticator: PushAuthenticator
+    quarantine: QuarantineRepository
+    replayer: Replayer
+    quality: QualityRepository
     schema_head: str | None  # the Alembic revision this code expects
 
 

@@ -14,7 +14,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from tenacity import (
@@ -40,6 +40,9 @@ from app.storage.repository import (
 
 log = logging.getLogger(__name__)
 
+# Told about every committed batch and its outcomes (quality counts); must not block.
+CommitObserver = Callable[[Sequence[Writable], Sequence[Outcome]], None]
+
 
 class BatchWriter:
     def __init__(
@@ -50,8 +53,10 @@ class BatchWriter:
         max_backoff_s: float,
         wall_clock: WallClock = utc_now,
         clock: MonotonicClock = monotonic,
+        on_committed: CommitObserver | None = None,
     ) -> None:
         self._repository = repository
+        self._on_committed = on_committed
         self._db = db
         self._max_backoff_s = max_backoff_s
         self._wall_clock = wall_clock
@@ -68,9 +73,12 @@ class BatchWriter:
         started = self._clock()
         metrics.BATCH_SIZE.observe(len(batch))
         try:
-            return await self._write_isolating(list(batch), deadline)
+            outcomes = await self._write_isolating(list(batch), deadline)
         finally:
             metrics.FLUSH_DURATION.observe(self._clock() - started)
+        if self._on_committed is not None:
+            self._on_committed(batch, outcomes)
+        return outcomes
 
     async def _write_isolating(self, batch: list[Writable], deadline: float) -> list[Outcome]:
         try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import httpx
@@ -100,12 +101,13 @@ async def test_application_json_object_and_array(client: httpx.AsyncClient) -> N
 
 async def test_binary_mode(client: httpx.AsyncClient, db: asyncpg.Connection) -> None:
     source = unique_source()
+    yesterday = (datetime.now(UTC) - timedelta(days=1)).date().isoformat()
     headers = {
         "ce-specversion": "1.0",
         "ce-id": "bin-1",
         "ce-source": source,
         "ce-type": "com.example.binary",
-        "ce-time": "2026-11-25T10:00:00+01:00",
+        "ce-time": f"{yesterday}T10:00:00+01:00",
         "ce-subject": "carol%40example.com",
         "ce-partitionkey": "p%2F7",
         "content-type": "application/json",
@@ -127,7 +129,7 @@ async def test_binary_mode(client: httpx.AsyncClient, db: asyncpg.Connection) ->
     # The shipped policy drops opaque (base64) payloads: it cannot look into them.
     assert [r["data"] and orjson.loads(r["data"]) for r in rows] == [{"k": [1, 2]}, "hello", None]
     assert [r["data_is_base64"] for r in rows] == [False, False, False]
-    assert rows[0]["time"].isoformat() == "2026-11-25T09:00:00+00:00"
+    assert rows[0]["time"].isoformat() == f"{yesterday}T09:00:00+00:00"
     assert orjson.loads(rows[0]["extensions"]) == {"partitionkey": "p/7"}
     assert rows[0]["datacontenttype"] == "application/json"
 

@@ -1,0 +1,86 @@
+"""Quality signals: every committed batch's outcomes, counted per minute, type and code.
+
+The writer reports each committed batch here; the counts build up in memory and every
+`SLUICE_QUALITY_FLUSH_INTERVAL_S` one upsert adds them to `quality_counts`, which every
+process and replica shares: the data behind `GET /admin/quality`. Counting in memory and
+flushing on a timer keeps the hot write statement free of hot counter rows (concurrent
+batches would queue on their row locks). A crash loses at most one interval of counts,
+never an event. The same tallies feed the Prometheus counters by type.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from collections.abc import Sequence
+from datetime import datetime
+
+from app.clock import WallClock, utc_now
+from app.errors import ErrorCode, SluiceError
+from app.observability import metrics
+from app.pipeline.events import AnonymizedEvent, Outcome, Writable
+from app.storage.quality import QualityKey, QualityRepository
+from app.storage.quarantine import QuarantineRepository
+
+log = logging.getLogger(__name__)
+
+# Counts kept while the database is unreachable; beyond this the oldest are dropped
+# (they are statistics: losing some beats growing without bound).
+_MAX_PENDING_KEYS = 50_000
+
+
+class QualityRecorder:
+    def __init__(self, repository: QualityRepository, wall_clock: WallClock = utc_now) -> None:
+        self._repository = repository
+        self._wall_clock = wall_clock
+        self._pending: Counter[QualityKey] = Counter()
+
+    def record(self, batch: Sequence[Writable], outcomes: Sequence[Outcome]) -> None:
+        minute = _minute(self._wall_clock())
+        keys = [_key(minute, item, outcome) for item, outcome in zip(batch, outcomes, strict=True)]
+        self._pending.update(keys)
+        metrics.count_by_type((key.type, Outcome(key.outcome)) for key in keys)
+
+    async def flush(self) -> None:
+        pending, self._pending = self._pending, Counter()
+        if not pending:
+            return
+        try:
+            await self._repository.add(pending)
+        except SluiceError:
+            log.warning("quality counts not written; kept for the next flush")
+            pending.update(self._pending)
+            self._pending = Counter(dict(pending.most_common(_MAX_PENDING_KEYS)))
+
+    async def run(self, interval_s: float, quarantine: QuarantineRepository) -> None:
+        """Flush and refresh the quarantine gauge every `interval_s`, until cancelled; the
+        final flush happens on cancellation, so a clean shutdown loses nothing."""
+        try:
+            while True:
+                await asyncio.sleep(interval_s)
+                await self.flush()
+                await _refresh_quarantine_gauge(quarantine)
+        finally:
+            await self.flush()
+
+
+async def _refresh_quarantine_gauge(quarantine: QuarantineRepository) -> None:
+    try:
+        metrics.QUARANTINE_ROWS.set(await quarantine.waiting())
+    except SluiceError:
+        log.warning("quarantine size not refreshed")
+
+
+def _minute(moment: datetime) -> datetime:
+    return moment.replace(second=0, microsecond=0)
+
+
+def _key(minute: datetime, item: Writable, outcome: Outcome) -> QualityKey:
+    label = metrics.type_label(item.type, known=item.contract_version is not None)
+    if isinstance(item, AnonymizedEvent):
+        # An event the writer turned away is one PostgreSQL refused (see the writer).
+        code = ErrorCode.STORAGE_REFUSED_VALUE.value if outcome is Outcome.REJECTED else ""
+    else:
+        code = item.code.value
+    return QualityKey(minute, label, outcome.value, code)
