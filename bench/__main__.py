@@ -42,7 +42,30 @@ def _server_knobs() -> str:
     )
 
 
-def _load(args: argparse.Namespace, service: Service) -> tuple[Tally, dict[str, Any], float | None]:
+# The stages whose CPU time the service counts itself (thread time, per worker).
+STAGE_COUNTERS = {
+    "anonymize": "sluice_anonymize_seconds_total",
+    "contract": "sluice_contract_check_seconds_total",
+}
+
+
+def _stage_sample(service: Service) -> dict[str, float | None]:
+    return {stage: service.metric(name) for stage, name in STAGE_COUNTERS.items()}
+
+
+def _stage_seconds(
+    before: dict[str, float | None], after: dict[str, float | None]
+) -> dict[str, float]:
+    return {
+        stage: end - start
+        for stage, start in before.items()
+        if start is not None and (end := after.get(stage)) is not None
+    }
+
+
+def _load(
+    args: argparse.Namespace, service: Service
+) -> tuple[Tally, dict[str, Any], dict[str, float]]:
     plan = LoadPlan(
         base_url=service.base_url,
         clients=args.clients,
@@ -56,18 +79,14 @@ def _load(args: argparse.Namespace, service: Service) -> tuple[Tally, dict[str, 
         timeline = run.start()
         time.sleep(max(0.0, timeline.warmup_end - time.monotonic()))
         before = cpu.sample(service.pid)
-        anonymize_before = service.metric("sluice_anonymize_seconds_total")
+        stages_before = _stage_sample(service)
         time.sleep(max(0.0, timeline.end - time.monotonic()))
         after = cpu.sample(service.pid)
-        anonymize_after = service.metric("sluice_anonymize_seconds_total")
+        stages_after = _stage_sample(service)
         tally = run.collect()
     use = cpu.usage(before, after, args.duration)
-    anonymize_s = (
-        anonymize_after - anonymize_before
-        if anonymize_before is not None and anonymize_after is not None
-        else None
-    )
-    return tally, cpu_figures(use, tally.cpu_s, args.duration), anonymize_s
+    stages = _stage_seconds(stages_before, stages_after)
+    return tally, cpu_figures(use, tally.cpu_s, args.duration), stages
 
 
 def _run(args: argparse.Namespace) -> Result:
@@ -85,7 +104,7 @@ def _run(args: argparse.Namespace) -> Result:
                 f"{args.duration:g} s measured",
                 flush=True,
             )
-            tally, cpu_pct, anonymize_s = _load(args, service)
+            tally, cpu_pct, stage_s = _load(args, service)
             if tally.errors:
                 print(f"bench: service log (tail):\n{service.log_tail()}", file=sys.stderr)
         db_events = database.count_events(url)
@@ -114,7 +133,8 @@ def _run(args: argparse.Namespace) -> Result:
             "database": where,
         },
         cpu_pct=cpu_pct,
-        anonymize_s=anonymize_s,
+        anonymize_s=stage_s.get("anonymize"),
+        contract_s=stage_s.get("contract"),
     )
 
 

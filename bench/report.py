@@ -46,13 +46,23 @@ class Result:
     # end-to-end CPU time per event (service + PostgreSQL).
     anonymize_s: float | None = None
     max_anonymize_share: float = 0.10
+    # The same for the contract and quality checks (`sluice_contract_check_seconds_total`):
+    # reported, with no ceiling of its own.
+    contract_s: float | None = None
+
+    def _per_event_us(self, stage_s: float | None) -> float | None:
+        if stage_s is None or self.events_per_s <= 0:
+            return None
+        seconds = float(self.setup["duration_s"])
+        return 1e6 * stage_s / (self.events_per_s * seconds)
 
     @property
     def anonymize_us_per_event(self) -> float | None:
-        if self.anonymize_s is None or self.events_per_s <= 0:
-            return None
-        seconds = float(self.setup["duration_s"])
-        return 1e6 * self.anonymize_s / (self.events_per_s * seconds)
+        return self._per_event_us(self.anonymize_s)
+
+    @property
+    def contract_us_per_event(self) -> float | None:
+        return self._per_event_us(self.contract_s)
 
     @property
     def end_to_end_us_per_event(self) -> float | None:
@@ -99,6 +109,7 @@ class Result:
             "anonymize_us_per_event": self.anonymize_us_per_event,
             "end_to_end_us_per_event": self.end_to_end_us_per_event,
             "anonymize_share": self.anonymize_share,
+            "contract_us_per_event": self.contract_us_per_event,
             "passed": self.passed,
         }
 
@@ -144,6 +155,12 @@ def render(result: Result) -> str:
             f"anonymization  {result.anonymize_us_per_event:.1f} µs/event of "
             f"{result.end_to_end_us_per_event:.1f} µs end-to-end CPU (service + postgres): "
             f"{share:.3f}   (required: ≤ {result.max_anonymize_share})"
+        )
+    contract, end_to_end = result.contract_us_per_event, result.end_to_end_us_per_event
+    if contract is not None and end_to_end:
+        lines.append(
+            f"contracts      {contract:.1f} µs/event checking the contract and quality rules "
+            f"of {end_to_end:.1f} µs end-to-end CPU: {contract / end_to_end:.3f}"
         )
     if result.errors:
         lines.append(f"errors         {dict(sorted(result.errors.items()))}")

@@ -47,6 +47,9 @@ class Service:
         return None
 
 
+CONTRACTS_DIR = Path(__file__).resolve().parent / "contracts"
+
+
 @contextmanager
 def running_service(
     database_url: str, *, workers: int, timeout_s: float = 60.0
@@ -56,6 +59,8 @@ def running_service(
         **os.environ,
         "DATABASE_URL": database_url,
         "SLUICE_LOG_LEVEL": os.environ.get("SLUICE_LOG_LEVEL", "WARNING"),
+        # A contract for the bench's event type: the measured path includes the check.
+        "SLUICE_CONTRACTS_DIR": os.environ.get("SLUICE_CONTRACTS_DIR", str(CONTRACTS_DIR)),
     }
     command = [sys.executable, "-m", "app", "serve", "--workers", str(workers)]
     with tempfile.TemporaryFile() as log:
