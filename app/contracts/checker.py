@@ -85,9 +85,11 @@ class ContractChecker:
         contract = self._resolve(event)
         if isinstance(contract, Refusal):
             return Verdict(contract, contract.violations)
+        violations = self._data_checks(event, contract)
         if event.time is not None:
-            metrics.observe_time_skew((event.time - now).total_seconds())
-        violations = [*self._time_checks(event, now), *self._data_checks(event, contract)]
+            late = self._time_check(event.time, now)
+            if late is not None:
+                violations.insert(0, late)
         version = contract.name if contract is not None else None
         event.contract_version = version
         if not violations:
@@ -131,13 +133,14 @@ class ContractChecker:
             held=self._unknown_type is UnknownTypePolicy.QUARANTINE,
         )
 
-    def _time_checks(self, event: AnonymizedEvent, now: datetime) -> Iterator[Violation]:
-        if event.time is None:
-            return
-        if event.time - now > self._max_future_skew:
-            yield Violation(ErrorCode.TIME_SKEW, "time")
-        elif now - event.time > self._max_age:
-            yield Violation(ErrorCode.TOO_OLD, "time")
+    def _time_check(self, time: datetime, now: datetime) -> Violation | None:
+        ahead = time - now
+        metrics.observe_time_skew(ahead.total_seconds())
+        if ahead > self._max_future_skew:
+            return Violation(ErrorCode.TIME_SKEW, "time")
+        if -ahead > self._max_age:
+            return Violation(ErrorCode.TOO_OLD, "time")
+        return None
 
     def _data_checks(self, event: AnonymizedEvent, contract: Contract | None) -> list[Violation]:
         text = event.data_json

@@ -317,6 +317,7 @@ async def test_quality_summary_per_type(
         before = await _order_quality(client)
         await client.post("/ingest", json=[*good, bad, make_event(source, "x", type="z.other")])
         await client.post("/ingest", json=good[:3])  # duplicates
+        metrics = (await client.get("/metrics")).text
         after = await _eventually(
             client, lambda q: q.get("duplicate", 0) >= before.get("duplicate", 0) + 3
         )
@@ -332,6 +333,12 @@ async def test_quality_summary_per_type(
         == 1
     )
     assert 0 < after["duplicate_rate"] < 1
+    # The same signals in Prometheus, with bounded type labels.
+    assert f'sluice_events_by_type_total{{outcome="stored",type="{ORDER}"}}' in metrics
+    assert 'sluice_events_by_type_total{outcome="stored",type="_other"}' in metrics
+    assert f'sluice_violations_total{{code="contract.violation",type="{ORDER}"}}' in metrics
+    assert "sluice_event_time_skew_seconds_bucket" in metrics
+    assert "z.other" not in metrics
 
 
 async def _order_quality(client: httpx.AsyncClient) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -184,3 +185,19 @@ def test_contracts_check_command(tmp_path: Path) -> None:
     assert (good.returncode, good.stdout.strip()) == (0, "1 contracts for 1 types: OK")
     assert bad.returncode == 2
     assert f"{tmp_path / 'bad' / TYPE / '1.json'}: not a valid JSON Schema" in bad.stderr
+
+
+def test_serve_refuses_to_start_with_a_defective_contract(tmp_path: Path) -> None:
+    _write(tmp_path, f"{TYPE}/1.json", b"{")
+    env = {**os.environ, "SLUICE_CONTRACTS_DIR": str(tmp_path), "DATABASE_URL": "postgresql://x/y"}
+    done = subprocess.run(
+        [sys.executable, "-m", "app", "serve", "--port", "0"],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert f"invalid contract: {tmp_path / TYPE / '1.json'}: not valid JSON" in done.stderr
