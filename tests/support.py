@@ -90,6 +90,19 @@ def with_database(url: str, name: str) -> str:
     return f"{head.rsplit('/', 1)[0]}/{name}{sep}{query}"
 
 
+def run_app(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """`python -m app ARGS` as a child process, with `env` on top of ours; never raises."""
+    return subprocess.run(  # noqa: S603 - our own interpreter running our own CLI
+        [sys.executable, "-m", "app", *args],
+        cwd=PROJECT_ROOT,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
 def run_pytest_under_ci(test_id: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     """Run one test in a child pytest with `CI=true` and `env` on top of ours."""
     return subprocess.run(  # noqa: S603 - our own interpreter running our own tests

@@ -16,7 +16,6 @@ from pydantic import BaseModel, Field
 
 from app.api.admin import StorableText, admin_router
 from app.api.dependencies import ServicesDep
-from app.pipeline.replay import ReplayReport
 from app.storage.quarantine import QuarantineFilter
 
 router = admin_router("admin: quarantine")
@@ -74,16 +73,5 @@ async def list_quarantine(
 @router.post("/quarantine:replay", summary="Store quarantined events that now pass")
 async def replay(body: ReplayRequest, services: ServicesDep) -> ReplayResponse:
     where = QuarantineFilter(body.code, body.type, body.source, body.since, body.until)
-    report: ReplayReport = await services.replayer.replay(
-        where, dry_run=body.dry_run, max_rows=body.max_rows
-    )
-    return ReplayResponse(
-        examined=report.examined,
-        passed=report.passed,
-        stored=report.stored,
-        duplicates=report.duplicates,
-        suppressed=report.suppressed,
-        still_failing=report.still_failing,
-        not_replayable=report.not_replayable,
-        dry_run=report.dry_run,
-    )
+    report = await services.replayer.replay(where, dry_run=body.dry_run, max_rows=body.max_rows)
+    return ReplayResponse.model_validate(report, from_attributes=True)

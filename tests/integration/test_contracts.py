@@ -5,9 +5,6 @@ quality summary, on the real service and database."""
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,7 +16,7 @@ import orjson
 import pytest
 
 from tests.conftest import SettingsFactory, running_app
-from tests.support import PROJECT_ROOT, make_event, unique_source
+from tests.support import make_event, run_app, unique_source
 
 ORDER = "com.example.order.created"
 SCHEMA_ID = "https://schemas.example.com/order.created/1"
@@ -284,16 +281,9 @@ async def test_replay_from_the_command_line(
         await client.post("/ingest", json=events)
 
     def replay(*flags: str) -> dict[str, Any]:
-        env = {**os.environ, "DATABASE_URL": database_url, "SLUICE_CONTRACTS_DIR": str(relaxed)}
-        done = subprocess.run(  # noqa: S603 - our own CLI
-            [sys.executable, "-m", "app", "replay", "--source", source, *flags],
-            cwd=PROJECT_ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=True,
-        )
+        env = {"DATABASE_URL": database_url, "SLUICE_CONTRACTS_DIR": str(relaxed)}
+        done = run_app("replay", "--source", source, *flags, env=env)
+        assert done.returncode == 0, done.stderr
         report: dict[str, Any] = orjson.loads(done.stdout.strip().splitlines()[-1])
         return report
 

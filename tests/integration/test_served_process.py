@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
@@ -13,7 +10,7 @@ import asyncpg
 import httpx
 import orjson
 
-from tests.support import PROJECT_ROOT, free_port, make_event, served, unique_source
+from tests.support import free_port, make_event, run_app, served, unique_source
 
 JSON = {"content-type": "application/json"}
 
@@ -71,18 +68,11 @@ def test_serve_starts_embedded_postgres_without_database_url() -> None:
 def test_an_invalid_policy_stops_the_start_naming_the_line(tmp_path: Path) -> None:
     policy = tmp_path / "policy.yaml"
     policy.write_text("version: 1\nmode: denylist\nsubject: pseudonymise\n")
-    result = subprocess.run(  # noqa: S603 - our own interpreter and module
-        [sys.executable, "-m", "app", "serve", "--port", str(free_port())],
-        cwd=PROJECT_ROOT,
-        env={
-            **os.environ,
-            "SLUICE_PRIVACY_POLICY_FILE": str(policy),
-            "DATABASE_URL": "postgresql://unused/x",
-        },
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    result = run_app(
+        "serve",
+        "--port",
+        str(free_port()),
+        env={"SLUICE_PRIVACY_POLICY_FILE": str(policy), "DATABASE_URL": "postgresql://unused/x"},
     )
     assert result.returncode == 2
     assert f"{policy}:3" in result.stderr

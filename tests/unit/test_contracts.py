@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -16,7 +14,7 @@ from app.config import ContractMode, ContractSettings, QualitySettings, UnknownT
 from app.contracts.checker import ContractChecker
 from app.contracts.registry import ContractError, ContractRegistry
 from app.errors import ErrorCode
-from tests.support import PROJECT_ROOT, anonymized_event
+from tests.support import anonymized_event, run_app
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 TYPE = "com.example.test"
@@ -172,14 +170,7 @@ def test_contracts_check_command(tmp_path: Path) -> None:
     _write(tmp_path / "bad", f"{TYPE}/1.json", {"type": 5})
 
     def check(directory: Path) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(  # noqa: S603 - our own CLI
-            [sys.executable, "-m", "app", "contracts", "check", "--dir", str(directory)],
-            cwd=PROJECT_ROOT,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        return run_app("contracts", "check", "--dir", str(directory))
 
     good, bad = check(tmp_path / "good"), check(tmp_path / "bad")
     assert (good.returncode, good.stdout.strip()) == (0, "1 contracts for 1 types: OK")
@@ -189,15 +180,7 @@ def test_contracts_check_command(tmp_path: Path) -> None:
 
 def test_serve_refuses_to_start_with_a_defective_contract(tmp_path: Path) -> None:
     _write(tmp_path, f"{TYPE}/1.json", b"{")
-    env = {**os.environ, "SLUICE_CONTRACTS_DIR": str(tmp_path), "DATABASE_URL": "postgresql://x/y"}
-    done = subprocess.run(
-        [sys.executable, "-m", "app", "serve", "--port", "0"],
-        cwd=PROJECT_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    env = {"SLUICE_CONTRACTS_DIR": str(tmp_path), "DATABASE_URL": "postgresql://x/y"}
+    done = run_app("serve", "--port", "0", env=env)
     assert done.returncode == 2
     assert f"invalid contract: {tmp_path / TYPE / '1.json'}: not valid JSON" in done.stderr
