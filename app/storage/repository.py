@@ -138,6 +138,10 @@ quarantined AS (
         message text, source text, event_id text, type text, subject_pseudonym text,
         attributes_json text, data_json text, policy_version text, contract_version text,
         violations_json text, event_json text)
+    -- An erased, suppressed subject's refused events are not kept either.
+    WHERE q.subject_pseudonym IS NULL OR NOT EXISTS (
+        SELECT 1 FROM suppressed_subjects s WHERE s.subject_pseudonym = q.subject_pseudonym
+    )
     -- The same refusal seen again is one row that counts it, with the latest payload.
     ON CONFLICT (fingerprint) DO UPDATE SET
         occurrences = quarantine.occurrences + EXCLUDED.occurrences,

@@ -118,6 +118,14 @@ async def test_erasure_removes_every_row_across_partitions_and_quarantine(
     assert later.status_code == 200
     assert later.json()["results"][0]["status"] == "suppressed"
     assert await db.fetchval("SELECT count(*) FROM events WHERE id = 'later'") == 0
+    # A later refused event of the erased subject leaves nothing in quarantine either.
+    refused = await admin_client.post(
+        "/ingest",
+        content=orjson.dumps(make_event(source, "later-bad", subject=subject, specversion="9")),
+        headers=JSON,
+    )
+    assert refused.json()["results"][0]["status"] == "rejected"
+    assert await db.fetchval("SELECT count(*) FROM quarantine WHERE source = $1", source) == 0
 
     lifted = await admin_client.post(
         "/admin/subjects:unsuppress",
