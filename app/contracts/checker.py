@@ -135,7 +135,6 @@ class ContractChecker:
 
     def _time_check(self, time: datetime, now: datetime) -> Violation | None:
         ahead = time - now
-        metrics.observe_time_skew(ahead.total_seconds())
         if ahead > self._max_future_skew:
             return Violation(ErrorCode.TIME_SKEW, "time")
         if -ahead > self._max_age:

@@ -8,6 +8,7 @@ multiprocess mode aggregates the workers (see `gunicorn.conf.py`).
 
 from __future__ import annotations
 
+import bisect
 import os
 from collections import Counter as _Tally
 from collections.abc import Iterable
@@ -138,16 +139,31 @@ def count_violations(label: str, codes: Iterable[str]) -> None:
         VIOLATIONS.labels(type=label, code=code).inc(count)
 
 
-# Resolved once: a `labels()` lookup per event cost as much as the observation itself.
 _SKEW_FUTURE = TIME_SKEW.labels(direction="future")
 _SKEW_PAST = TIME_SKEW.labels(direction="past")
+_SKEW_BOUNDS = (*TIME_SKEW._upper_bounds,)  # the bounds `observe` walks, +Inf last
 
 
-def observe_time_skew(seconds_ahead: float) -> None:
-    if seconds_ahead > 0:
-        _SKEW_FUTURE.observe(seconds_ahead)
-    else:
-        _SKEW_PAST.observe(-seconds_ahead)
+def observe_time_skews(seconds_ahead: Iterable[float]) -> None:
+    """Observe a batch's skews with one increment per (direction, bucket), not per event.
+
+    Under gunicorn every increment is a locked write to a memory-mapped file: observing
+    each event on its own (a sum and a bucket each time) cost 3.5 µs per event, more than
+    checking its contract. The client library has no bulk `observe`; this adds exactly
+    what `observe` would (a unit test holds the two to the same exposition)."""
+    tally: _Tally[tuple[bool, int]] = _Tally()
+    sums = [0.0, 0.0]
+    for ahead in seconds_ahead:
+        future = ahead > 0
+        amount = ahead if future else -ahead
+        sums[future] += amount
+        tally[future, bisect.bisect_left(_SKEW_BOUNDS, amount)] += 1
+    for (future, bucket), count in tally.items():
+        child = _SKEW_FUTURE if future else _SKEW_PAST
+        child._buckets[bucket].inc(count)
+    for future, child in ((False, _SKEW_PAST), (True, _SKEW_FUTURE)):
+        if sums[future]:
+            child._sum.inc(sums[future])
 
 
 def count_by_type(outcomes: Iterable[tuple[str, Outcome]]) -> None:

@@ -136,6 +136,11 @@ class IngestService:
             self._contract_stage(item, now) if isinstance(item, AnonymizedEvent) else item
             for item in staged
         ]
+        metrics.observe_time_skews(
+            (item.time - now).total_seconds()
+            for item in staged
+            if isinstance(item, AnonymizedEvent) and item.time is not None
+        )
         metrics.CONTRACT_SECONDS.inc(time.thread_time() - anonymized_at)
         return prepared
 
