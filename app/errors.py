@@ -10,7 +10,8 @@ The tree::
     └── Retryable                    the service cannot take it *now*; try again later
         ├── BufferFull               429: the in-memory buffer is at capacity
         ├── ShuttingDown             503: the process is draining for exit
-        └── StorageUnavailable       503: PostgreSQL failed past the retry budget
+        ├── StorageUnavailable       503: PostgreSQL failed past the retry budget
+        └── BrokerUnavailable        503: RabbitMQ did not confirm (broker-backed HTTP mode)
 
 A single event that is refused is not an exception: it is an `EventRejection` value in
 the per-event results (and a quarantine row), so one bad event never fails its batch.
@@ -46,9 +47,11 @@ class ErrorCode(StrEnum):
     EVENT_TOO_LARGE = "size.event_too_large"
     ATTRIBUTE_TOO_LONG = "size.attribute_too_long"
     STORAGE_REFUSED_VALUE = "storage.refused_value"
+    BAD_FORWARD_SIGNATURE = "envelope.bad_forward_signature"
     BUFFER_FULL = "transient.buffer_full"
     DATABASE_UNAVAILABLE = "transient.database"
     SHUTTING_DOWN = "transient.shutting_down"
+    BROKER_UNAVAILABLE = "transient.broker"
 
     @property
     def http_status(self) -> int:
@@ -80,9 +83,11 @@ _STATUS: dict[ErrorCode, int] = {
     ErrorCode.EVENT_TOO_LARGE: 422,
     ErrorCode.ATTRIBUTE_TOO_LONG: 422,
     ErrorCode.STORAGE_REFUSED_VALUE: 422,
+    ErrorCode.BAD_FORWARD_SIGNATURE: 422,
     ErrorCode.BUFFER_FULL: 429,
     ErrorCode.DATABASE_UNAVAILABLE: 503,
     ErrorCode.SHUTTING_DOWN: 503,
+    ErrorCode.BROKER_UNAVAILABLE: 503,
 }
 
 
@@ -144,3 +149,10 @@ class ShuttingDown(Retryable):
 class StorageUnavailable(Retryable):
     def __init__(self, message: str = "database unavailable", *, retry_after_s: int = 1) -> None:
         super().__init__(message, code=ErrorCode.DATABASE_UNAVAILABLE, retry_after_s=retry_after_s)
+
+
+class BrokerUnavailable(Retryable):
+    def __init__(
+        self, message: str = "message broker unavailable", *, retry_after_s: int = 1
+    ) -> None:
+        super().__init__(message, code=ErrorCode.BROKER_UNAVAILABLE, retry_after_s=retry_after_s)

@@ -7,8 +7,10 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from app.broker import BrokerLink
 from app.config import Settings
 from app.pipeline.batcher import Batcher
+from app.pipeline.forward import Forwarder
 from app.pipeline.ingest import IngestService
 from app.privacy.keyring import Keyring
 from app.sources.oidc import PushAuthenticator
@@ -26,6 +28,8 @@ class Services:
     keyring: Keyring
     push_authenticator: PushAuthenticator
     schema_head: str | None  # the Alembic revision this code expects
+    broker: BrokerLink | None = None  # consumer process, and web in broker-backed HTTP mode
+    forwarder: Forwarder | None = None  # set in broker-backed HTTP mode (SLUICE_HTTP_ACK)
 
 
 async def get_services(request: Request) -> Services:

@@ -63,6 +63,38 @@ class IngestReport:
         return sum(1 for result in self.results if result.status is status)
 
 
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """Candidates after validation and anonymization, before they are handed on."""
+
+    candidates: Sequence[Candidate]
+    checked: list[CloudEvent | EventRejection]
+    writables: list[Writable]
+
+    def report(self, outcomes: Sequence[Outcome]) -> IngestReport:
+        return IngestReport(
+            [
+                _result(candidate, outcome, checked_as)
+                for candidate, outcome, checked_as in zip(
+                    self.candidates, outcomes, self.checked, strict=True
+                )
+            ]
+        )
+
+    def count_received(self, transport: Transport) -> None:
+        """Counted once the events were taken, not when the buffer or broker refused them."""
+        _count_received(transport, self.checked)
+
+    def enqueued_report(self) -> IngestReport:
+        """The answer once the writables are durable elsewhere but not yet committed."""
+        return self.report(
+            [
+                Outcome.ACCEPTED if isinstance(outcome, CloudEvent) else Outcome.REJECTED
+                for outcome in self.checked
+            ]
+        )
+
+
 class IngestService:
     def __init__(
         self,
@@ -80,10 +112,34 @@ class IngestService:
         self._clock = clock
 
     async def ingest(
-        self, candidates: Sequence[Candidate], *, transport: Transport, ack: AckMode
+        self,
+        candidates: Sequence[Candidate],
+        *,
+        transport: Transport,
+        ack: AckMode,
+        forwarded: Sequence[Writable] = (),
     ) -> IngestReport:
         """Raises `BufferFull`/`ShuttingDown` before anything is buffered, or
-        `StorageUnavailable` when the commit did not happen in time."""
+        `StorageUnavailable` when the commit did not happen in time.
+
+        `forwarded` are writables another Sluice process already validated and anonymized
+        (broker-backed HTTP mode): they join the same submission, and the report covers
+        `candidates` only."""
+        prepared = self.prepare(candidates, transport=transport)
+        submission = self._batcher.submit(
+            [*prepared.writables, *forwarded],
+            transport,
+            deadline=self._clock() + self._ack_timeout_s,
+            detached=ack is AckMode.ENQUEUED,
+        )
+        prepared.count_received(transport)
+        if ack is AckMode.ENQUEUED:
+            return prepared.enqueued_report()
+        outcomes = await submission.wait(self._ack_timeout_s + _WAIT_GRACE_S)
+        return prepared.report(outcomes[: len(candidates)])
+
+    def prepare(self, candidates: Sequence[Candidate], *, transport: Transport) -> Prepared:
+        """Validate and anonymize: the writables to store, and how to answer for them."""
         checked = [validate_candidate(candidate, self._limits) for candidate in candidates]
         # CPU time of this thread, not wall time: on a busy machine the worker can be
         # descheduled mid-stage, and that wait is not the policy's cost.
@@ -95,28 +151,7 @@ class IngestService:
             for candidate, outcome in zip(candidates, checked, strict=True)
         ]
         metrics.ANONYMIZE_SECONDS.inc(time.thread_time() - started)
-        submission = self._batcher.submit(
-            writables,
-            transport,
-            deadline=self._clock() + self._ack_timeout_s,
-            detached=ack is AckMode.ENQUEUED,
-        )
-        _count_received(transport, checked)
-        if ack is AckMode.ENQUEUED:
-            outcomes = [
-                Outcome.ACCEPTED if isinstance(outcome, CloudEvent) else Outcome.REJECTED
-                for outcome in checked
-            ]
-        else:
-            outcomes = await submission.wait(self._ack_timeout_s + _WAIT_GRACE_S)
-        return IngestReport(
-            [
-                _result(candidate, outcome, checked_as)
-                for candidate, outcome, checked_as in zip(
-                    candidates, outcomes, checked, strict=True
-                )
-            ]
-        )
+        return Prepared(candidates, checked, writables)
 
     def _quarantine_record(
         self, candidate: Candidate, rejection: EventRejection
