@@ -132,8 +132,8 @@ class AmqpSettings(_Group):
     # quorum queue then drops what passes the limit.
     dead_letter_exchange: str = "sluice.events.dlx"
     delivery_limit: int = Field(5, ge=1)
-    # Unacked deliveries the broker may hand this consumer; 0: twice SLUICE_BATCH_MAX_SIZE,
-    # so one micro-batch fills while the previous one commits.
+    # Unacked deliveries the broker may hand this consumer; 0: twice SLUICE_BATCH_MAX_SIZE
+    # (so one micro-batch fills while the previous one commits), within the buffer.
     prefetch: int = Field(0, ge=0, le=65535)
     # `source` and `type` of messages that are not CloudEvents (raw JSON); an empty source
     # means /amqp/<queue>; the message's own `type` property wins over the default type.
@@ -154,7 +154,7 @@ class AmqpSettings(_Group):
         return None if value == "" else value
 
     def prefetch_for(self, batch: BatchSettings) -> int:
-        return self.prefetch or min(2 * batch.max_size, 65535)
+        return self.prefetch or min(2 * batch.max_size, batch.buffer_max_events, 65535)
 
     @property
     def dead_letter_queue(self) -> str:
