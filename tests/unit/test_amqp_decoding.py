@@ -112,7 +112,7 @@ def test_raw_binary_is_kept_as_base64() -> None:
         ),
         (
             AmqpMessage(b"[1, 2]", content_type="application/cloudevents+json"),
-            ErrorCode.NOT_AN_EVENT,
+            ErrorCode.INVALID_ATTRIBUTE,  # validation: a body that is no object
         ),
         (
             AmqpMessage(b"{oops", content_type="application/json", message_id="m"),
