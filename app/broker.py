@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Sequence
+from typing import Protocol
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractQueue, AbstractRobustConnection
@@ -34,6 +35,13 @@ from app.errors import BrokerUnavailable
 log = logging.getLogger(__name__)
 
 _CONNECT_TIMEOUT_S = 5.0
+
+
+class BrokerStatus(Protocol):
+    """What readiness asks of a process's use of RabbitMQ."""
+
+    @property
+    def connected(self) -> bool: ...
 
 
 class BrokerLink:

@@ -137,8 +137,9 @@ class Consumer:
         self._task: asyncio.Task[None] | None = None
 
     @property
-    def subscribed(self) -> bool:
-        return self._consumer_tag is not None and not self._stopping.is_set()
+    def connected(self) -> bool:
+        """Connected and subscribed: what the consumer process's readiness reports."""
+        return self._link.connected and self._consumer_tag is not None
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._subscribe(), name="sluice-amqp-consumer")
@@ -171,7 +172,9 @@ class Consumer:
                 self._channel = channel
                 self._consumer_tag = await self._queue.consume(self._on_delivery)
             except CONNECTION_EXCEPTIONS as exc:
-                log.warning("could not subscribe; retrying", extra={"error": type(exc).__name__})
+                # The broker's reply (e.g. PRECONDITION_FAILED: a queue declared otherwise)
+                # names queues and arguments, never message content.
+                log.warning("could not subscribe; retrying", extra={"error": repr(exc)})
                 await asyncio.sleep(self._amqp.reconnect_interval_s)
             else:
                 log.info("consuming", extra={"queue": self._amqp.queue})
@@ -186,7 +189,11 @@ class Consumer:
             timestamp=delivery.timestamp,
             headers=delivery.headers,
         )
-        self._gathered.append(self._acks.track(delivery, self._decoder.decode(message)))
+        try:
+            pending = self._acks.track(delivery, self._decoder.decode(message))
+        except CONNECTION_EXCEPTIONS:
+            return  # its channel closed before it was seen: the broker has requeued it
+        self._gathered.append(pending)
         if len(self._gathered) >= self._batch_size or self._stopping.is_set():
             self._cut()
         elif self._timer is None:

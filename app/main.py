@@ -179,7 +179,7 @@ async def _consumer_lifespan(app: FastAPI) -> AsyncIterator[None]:
         decoder = AmqpDecoder(settings.amqp, settings.limits, services.keyring)
         consumer = Consumer(link, services.ingest, decoder, settings)
         consumer.start()
-        app.state.services = replace(services, broker=link)
+        app.state.services = replace(services, broker=consumer)
         try:
             yield
         finally:

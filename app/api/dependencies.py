@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from app.broker import BrokerLink
+from app.broker import BrokerStatus
 from app.config import Settings
 from app.pipeline.batcher import Batcher
 from app.pipeline.forward import Forwarder
@@ -28,7 +28,7 @@ class Services:
     keyring: Keyring
     push_authenticator: PushAuthenticator
     schema_head: str | None  # the Alembic revision this code expects
-    broker: BrokerLink | None = None  # consumer process, and web in broker-backed HTTP mode
+    broker: BrokerStatus | None = None  # the consumer; the link in broker-backed HTTP mode
     forwarder: Forwarder | None = None  # set in broker-backed HTTP mode (SLUICE_HTTP_ACK)
 
 

@@ -19,7 +19,7 @@ from fastapi import APIRouter
 from fastapi.responses import Response
 
 from app.api.dependencies import Services, ServicesDep
-from app.broker import BrokerLink
+from app.broker import BrokerStatus
 from app.errors import SluiceError
 from app.observability import metrics
 
@@ -45,7 +45,7 @@ def _batcher(services: Services) -> dict[str, Any]:
     return {"ok": batcher.accepting, "alive": batcher.alive, "buffered_events": batcher.held_events}
 
 
-def _broker(broker: BrokerLink) -> dict[str, Any]:
+def _broker(broker: BrokerStatus) -> dict[str, Any]:
     return {"ok": broker.connected}
 
 
