@@ -32,6 +32,7 @@ from app.pipeline.events import Candidate, Transport, Writable
 from app.privacy.keyring import Keyring
 from app.sources import forwarded
 from app.sources.http import (
+    NUL_ESCAPE,
     STRUCTURED,
     binary_data,
     is_json_media_type,
@@ -94,13 +95,13 @@ class AmqpDecoder:
             data = binary_data(media, message.body)
             return Candidate(raw=attributes, transport=Transport.AMQP, binary_data=data)
         if media == STRUCTURED:
-            return Candidate(raw=parse_json(message.body), transport=Transport.AMQP)
+            return _structured(parse_json(message.body), message.body)
         # A declared JSON type must parse; an undeclared one is JSON if it happens to parse.
         document = parse_json(message.body) if is_json_media_type(media) else None
         if not media:
             document = json_or_none(message.body)
         if isinstance(document, dict) and "specversion" in document:
-            return Candidate(raw=document, transport=Transport.AMQP)
+            return _structured(document, message.body)
         return self._wrapped(message, media, document)
 
     def _wrapped(self, message: AmqpMessage, media: str, document: Any) -> Candidate:
@@ -132,6 +133,11 @@ class AmqpDecoder:
         # Quarantined under the attributes it carried, so it can be found and replayed.
         attributes = _ce_attributes(headers) or {"id": message.message_id}
         return Candidate(raw=attributes, transport=Transport.AMQP, rejection=rejection)
+
+
+def _structured(document: Any, body: bytes) -> Candidate:
+    # JSON can only spell a NUL as an escape: without one, validation need not look.
+    return Candidate(raw=document, transport=Transport.AMQP, may_hold_nul=NUL_ESCAPE in body)
 
 
 def _ce_attributes(headers: Mapping[str, Any]) -> dict[str, Any]:

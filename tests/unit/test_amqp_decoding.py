@@ -128,6 +128,23 @@ def test_raw_binary_is_kept_as_base64() -> None:
             ErrorCode.NUL_CHARACTER,
         ),
         (AmqpMessage(orjson.dumps({**EVENT, "id": ""})), ErrorCode.INVALID_ATTRIBUTE),
+        (
+            AmqpMessage(
+                orjson.dumps({**EVENT, "data": {"k": "a\x00b"}}),
+                content_type="application/cloudevents+json",
+            ),
+            ErrorCode.NUL_CHARACTER,
+        ),
+        (
+            AmqpMessage(
+                b"{}",
+                headers={
+                    **{f"cloudEvents:{k}": v for k, v in EVENT.items()},
+                    "cloudEvents:id": "a\x00",
+                },
+            ),
+            ErrorCode.NUL_CHARACTER,
+        ),
     ],
 )
 def test_undecodable_messages_become_rejections_never_exceptions(
