@@ -38,6 +38,9 @@ def _parser() -> argparse.ArgumentParser:
         default=50_000,
         help="messages pre-filled for the RabbitMQ consumer's figure (0: skip it)",
     )
+    parser.add_argument(
+        "--consumers", type=int, default=0, help="consumer processes (0: as many as --workers)"
+    )
     return parser
 
 
@@ -123,6 +126,7 @@ def _run(args: argparse.Namespace) -> Result:
         },
         cpu_pct=cpu_pct,
         anonymize_s=anonymize_s,
+        consumer_processes=consumer.processes if consumer else 0,
         consumer_messages=consumer.messages if consumer else 0,
         consumer_stored=consumer.stored if consumer else 0,
         consumer_events_per_s=consumer.events_per_s if consumer else None,
@@ -136,9 +140,16 @@ def _consume(args: argparse.Namespace, url: str) -> ConsumerRun | None:
     if broker is None:
         print("bench: RabbitMQ unreachable; no consumer figure", flush=True)
         return None
-    print(f"bench: consumer, {args.consumer_messages:,} messages pre-filled", flush=True)
+    processes = args.consumers or args.workers
+    print(
+        f"bench: {processes} consumers, {args.consumer_messages:,} messages pre-filled", flush=True
+    )
     return measure_consumer(
-        broker, url, messages=args.consumer_messages, run_tag=uuid.uuid4().hex[:8]
+        broker,
+        url,
+        messages=args.consumer_messages,
+        processes=processes,
+        run_tag=uuid.uuid4().hex[:8],
     )
 
 

@@ -3,9 +3,11 @@
 A vhost of the bench's own (deleted afterwards) on the RabbitMQ at `SLUICE_BENCH_AMQP_URL`
 (default: this machine's, guest/guest) gets `--consumer-messages` persistent structured
 CloudEvents, the same events the HTTP load sends, published with confirms before the clock
-starts. The consumer then starts as a child process; the clock runs from its readiness
-(broker and database connected) until the last event is committed. Result: events/s,
-beside the HTTP figure and the COPY ceiling.
+starts. Then `--consumers` consumer processes start (as many as the HTTP run's workers by
+default, so the two figures use the same number of processes); the clock runs from their
+readiness (broker and database connected, subscribed) until the last event is committed;
+what the first consumers stored while the later ones started is left out of the figure.
+Result: events/s, beside the HTTP figure and the COPY ceiling.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass
 
 import aio_pika
@@ -33,13 +36,15 @@ _DRAIN_TIMEOUT_S = 600.0
 
 @dataclass(frozen=True, slots=True)
 class ConsumerRun:
+    processes: int
     messages: int
     stored: int
+    measured: int  # stored while the clock ran
     seconds: float
 
     @property
     def events_per_s(self) -> float:
-        return self.stored / self.seconds if self.seconds > 0 else 0.0
+        return self.measured / self.seconds if self.seconds > 0 else 0.0
 
 
 def broker_url() -> str | None:
@@ -48,7 +53,9 @@ def broker_url() -> str | None:
     return url if asyncio.run(broker_reachable(url)) else None
 
 
-def measure_consumer(broker: str, database_url: str, *, messages: int, run_tag: str) -> ConsumerRun:
+def measure_consumer(
+    broker: str, database_url: str, *, messages: int, processes: int, run_tag: str
+) -> ConsumerRun:
     source = f"/bench/{run_tag}/amqp"
     settings = amqp_settings(f"bench-{run_tag}", dead_letter_exchange=f"bench-{run_tag}.dlx")
     with scratch_vhost(broker) as url:
@@ -60,11 +67,19 @@ def measure_consumer(broker: str, database_url: str, *, messages: int, run_tag: 
             "SLUICE_AMQP_DEAD_LETTER_EXCHANGE": settings.dead_letter_exchange,
             "SLUICE_LOG_LEVEL": os.environ.get("SLUICE_LOG_LEVEL", "WARNING"),
         }
-        with served(env, command="consume", probe="ready", timeout_s=60):
+        with ExitStack() as consumers:
+            for _ in range(processes):
+                consumers.enter_context(served(env, command="consume", probe="ready"))
             started = time.monotonic()
-            stored = asyncio.run(_drained(database_url, source, messages))
+            before, stored = asyncio.run(_drained(database_url, source, messages))
             seconds = time.monotonic() - started
-    return ConsumerRun(messages=messages, stored=stored, seconds=seconds)
+    return ConsumerRun(
+        processes=processes,
+        messages=messages,
+        stored=stored,
+        measured=stored - before,
+        seconds=seconds,
+    )
 
 
 def _messages(source: str, count: int) -> list[aio_pika.Message]:
@@ -79,16 +94,16 @@ def _messages(source: str, count: int) -> list[aio_pika.Message]:
     ]
 
 
-async def _drained(database_url: str, source: str, expected: int) -> int:
+async def _drained(database_url: str, source: str, expected: int) -> tuple[int, int]:
+    """Rows of `source` now, and once `expected` are there (or the timeout passed)."""
     connection = await asyncpg.connect(database_url)
+    sql = "SELECT count(*) FROM events WHERE source = $1"
     try:
         deadline = time.monotonic() + _DRAIN_TIMEOUT_S
-        stored = 0
+        before = stored = int(await connection.fetchval(sql, source))
         while stored < expected and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
-            stored = await connection.fetchval(
-                "SELECT count(*) FROM events WHERE source = $1", source
-            )
-        return int(stored)
+            stored = int(await connection.fetchval(sql, source))
+        return before, stored
     finally:
         await connection.close()

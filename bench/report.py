@@ -47,6 +47,7 @@ class Result:
     anonymize_s: float | None = None
     max_anonymize_share: float = 0.10
     # The RabbitMQ consumer draining a pre-filled queue (None: not measured).
+    consumer_processes: int = 0
     consumer_messages: int = 0
     consumer_stored: int = 0
     consumer_events_per_s: float | None = None
@@ -179,7 +180,8 @@ def _consumer_lines(result: Result) -> list[str]:
     ceiling = result.copy_rows_per_s or math.nan
     return [
         f"consumer       {result.consumer_events_per_s:,.0f} events/s from a pre-filled "
-        f"RabbitMQ queue ({result.consumer_messages:,} messages, one consumer process)",
+        f"RabbitMQ queue ({result.consumer_messages:,} messages, "
+        f"{result.consumer_processes} consumer processes)",
         f"               ratio {result.consumer_events_per_s / ceiling:.3f} to COPY, "
         f"{result.consumer_events_per_s / (result.events_per_s or math.nan):.2f} of HTTP",
     ]
