@@ -31,6 +31,7 @@ from pamqp.common import FieldTable
 
 from app.config import AmqpSettings
 from app.errors import BrokerUnavailable
+from app.observability import metrics
 
 log = logging.getLogger(__name__)
 
@@ -156,4 +157,6 @@ class BrokerPublisher:
             return self._channel
 
     def _unavailable(self, message: str) -> BrokerUnavailable:
+        metrics.BROKER_PUBLISH_FAILURES.inc()
+        log.warning("publish not confirmed; answering 503", extra={"reason": message})
         return BrokerUnavailable(message, retry_after_s=self._retry_after_s)

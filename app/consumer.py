@@ -40,6 +40,7 @@ from app.broker import BrokerLink, declare_topology
 from app.clock import MonotonicClock, monotonic
 from app.config import Settings
 from app.errors import BufferFull, Retryable
+from app.observability import metrics
 from app.pipeline.events import Candidate, Transport, Writable
 from app.pipeline.ingest import AckMode, IngestService
 from app.sources.amqp import AmqpDecoder, AmqpMessage
@@ -78,12 +79,14 @@ class Acknowledger:
     async def ack(self, batch: Sequence[Pending]) -> None:
         for pending in batch:
             pending.committed = True
+        metrics.AMQP_SETTLED.labels(settlement="acked").inc(len(batch))
         await self._ack_committed_runs(batch)
 
     async def nack(self, batch: Sequence[Pending]) -> None:
         for pending in batch:
             opened = self._open.get(pending.channel)
             if opened is not None and opened.pop(pending.tag, None) is not None:
+                metrics.AMQP_SETTLED.labels(settlement="nacked").inc()
                 await _settle(pending.delivery.nack(requeue=True))
         await self._ack_committed_runs(batch)
 

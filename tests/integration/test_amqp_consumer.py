@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import subprocess
 import time
 import uuid
@@ -113,6 +114,28 @@ async def test_sigkill_midway_then_every_message_is_stored_exactly_once(
     assert stored == distinct == total
     assert await queue_depth(amqp_url, queue.queue) == 0
     assert await queue_depth(amqp_url, queue.dead_letter_queue) == 0
+
+
+async def test_sigterm_commits_and_acks_what_it_took_and_nothing_more(
+    amqp_url: str, database_url: str, db: asyncpg.Connection, queue: AmqpSettings
+) -> None:
+    """A graceful stop drains: afterwards stored + still queued is exactly what was sent (an
+    event committed but not acked would be counted twice, one acked but lost not at all)."""
+    total = 20_000
+    source = unique_source("amqp-term")
+    await publish_all(amqp_url, [_structured(source, str(n)) for n in range(total)], queue)
+    with _consumer(_env(amqp_url, database_url, queue)) as (base_url, process):
+        await _settled(db, _BY_SOURCE, source, total // 10)
+        async with httpx.AsyncClient() as client:
+            metrics = (await client.get(f"{base_url}/metrics")).text
+        process.send_signal(signal.SIGTERM)
+        exit_code = await asyncio.to_thread(process.wait, 60)
+    stored = await db.fetchval(_BY_SOURCE, source)
+    remaining = await queue_depth(amqp_url, queue.queue)
+    assert exit_code == 0
+    assert stored < total, "the consumer finished before it was stopped"
+    assert stored + remaining == total
+    assert 'sluice_amqp_deliveries_settled_total{settlement="acked"}' in metrics
 
 
 async def test_every_mode_is_stored_and_poison_is_quarantined_not_redelivered(
