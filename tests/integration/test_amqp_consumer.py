@@ -36,6 +36,8 @@ from tests.broker_support import (
     scratch_vhost,
 )
 from tests.conftest import SettingsFactory, in_ci, running_app
+from tests.integration.test_planted_pii import PLANTED
+from tests.integration.test_planted_pii import _events as planted_events
 from tests.support import free_port, make_event, run_pytest_under_ci, served, unique_source
 
 STRUCTURED = "application/cloudevents+json"
@@ -336,6 +338,41 @@ async def test_broker_mode_every_202_is_stored_also_across_a_consumer_crash(
     )
     assert leaked == 0  # the broker held anonymized events only
     assert await queue_depth(amqp_url, queue.queue) == 0
+
+
+async def test_broker_mode_puts_no_planted_value_on_the_broker(
+    amqp_url: str, make_settings: SettingsFactory, queue: AmqpSettings
+) -> None:
+    """RabbitMQ writes messages to disk: what broker mode publishes is already anonymized,
+    refused events included (the events of test_planted_pii, searched for the same way)."""
+    settings = make_settings().model_copy(
+        update={"amqp_url": amqp_url, "http_ack": HttpAck.BROKER, "amqp": queue}
+    )
+    async with running_app(settings) as client:
+        await _until_ready(client)
+        response = await client.post("/ingest", json=planted_events("/planted/amqp"))
+    assert response.status_code == 202, response.text
+    assert response.json()["rejected"] == 2
+    published = []
+    connection = await aio_pika.connect(amqp_url)
+    try:
+        channel = await connection.channel()
+        events = await channel.declare_queue(queue.queue, passive=True)
+        while (message := await events.get(timeout=5, fail=False)) is not None:
+            published.append(message.body.decode() + repr(message.headers))
+            await message.ack()
+    finally:
+        await connection.close()
+    assert len(published) == 4  # two anonymized events, two quarantine records
+    for value in PLANTED:
+        assert not any(value in text for text in published), f"{value!r} reached RabbitMQ"
+
+
+async def _until_ready(client: httpx.AsyncClient) -> None:
+    deadline = time.monotonic() + 30
+    while (await client.get("/health/ready")).status_code != 200:
+        assert time.monotonic() < deadline, "not ready: no broker connection"
+        await asyncio.sleep(0.1)
 
 
 async def test_broker_mode_answers_503_when_the_broker_refuses(
