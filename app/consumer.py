@@ -21,7 +21,8 @@ pipeline the web process builds (`app.main.pipeline`).
 - After a reconnect the old channel's deliveries are void (the broker has requeued them);
   settling them fails quietly and their redeliveries are absorbed as duplicates.
 - `stop()` cancels the subscription, writes what was gathered, waits for every batch in
-  flight to commit and be acked, then closes the channel: a SIGTERM loses nothing.
+  flight to commit and be acked, then closes the channel, which returns every delivery
+  not taken into a batch to the queue: a SIGTERM loses nothing and stores nothing unacked.
 """
 
 from __future__ import annotations
@@ -37,7 +38,6 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 from aio_pika.exceptions import CONNECTION_EXCEPTIONS
 
 from app.broker import BrokerLink, declare_topology
-from app.clock import MonotonicClock, monotonic
 from app.config import Settings
 from app.errors import BufferFull, Retryable
 from app.observability import metrics
@@ -66,10 +66,6 @@ class Acknowledger:
 
     def __init__(self) -> None:
         self._open: dict[object, OrderedDict[int, Pending]] = {}
-
-    @property
-    def unsettled(self) -> int:
-        return sum(len(pending) for pending in self._open.values())
 
     def track(self, delivery: AbstractIncomingMessage, item: Candidate | Writable) -> Pending:
         pending = Pending(delivery, item, delivery.channel, delivery.delivery_tag or 0)
@@ -117,8 +113,6 @@ class Consumer:
         ingest: IngestService,
         decoder: AmqpDecoder,
         settings: Settings,
-        *,
-        clock: MonotonicClock = monotonic,
     ) -> None:
         self._link = link
         self._ingest = ingest
@@ -127,7 +121,6 @@ class Consumer:
         self._batch_size = settings.batch.max_size
         self._max_delay_s = settings.batch.max_delay.total_seconds()
         self._prefetch = settings.amqp.prefetch_for(settings.batch)
-        self._clock = clock
         self._acks = Acknowledger()
         self._gathered: list[Pending] = []
         self._timer: asyncio.TimerHandle | None = None
@@ -184,6 +177,11 @@ class Consumer:
                 return
 
     async def _on_delivery(self, delivery: AbstractIncomingMessage) -> None:
+        if self._stopping.is_set():
+            # Arrived after stop() drained the batches (aiormq hands each delivery to a task
+            # of its own, which may run late): left unsettled, so closing the channel returns
+            # it to the queue. Writing it now could commit it after its channel is gone.
+            return
         message = AmqpMessage(
             body=delivery.body,
             content_type=delivery.content_type,
@@ -197,7 +195,7 @@ class Consumer:
         except CONNECTION_EXCEPTIONS:
             return  # its channel closed before it was seen: the broker has requeued it
         self._gathered.append(pending)
-        if len(self._gathered) >= self._batch_size or self._stopping.is_set():
+        if len(self._gathered) >= self._batch_size:
             self._cut()
         elif self._timer is None:
             self._timer = asyncio.get_running_loop().call_later(self._max_delay_s, self._cut)
