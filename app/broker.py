@@ -122,6 +122,7 @@ class BrokerPublisher:
         self._settings = settings
         self._retry_after_s = retry_after_s
         self._channel: AbstractChannel | None = None
+        self._declared = False
         self._opening = asyncio.Lock()
 
     async def publish(self, messages: Sequence[aio_pika.Message]) -> None:
@@ -144,6 +145,9 @@ class BrokerPublisher:
             raise self._unavailable(f"RabbitMQ did not confirm: {type(exc).__name__}") from exc
         refused = [c for c in confirms if not isinstance(c, Basic.Ack)]
         if refused:
+            # Returned as unroutable when the queue is gone (deleted, or lost with its
+            # node): declare it again before the next publish, so the next request heals it.
+            self._declared = False
             raise self._unavailable(f"RabbitMQ refused {len(refused)} of {len(confirms)} messages")
 
     async def _open_channel(self) -> AbstractChannel:
@@ -151,9 +155,13 @@ class BrokerPublisher:
             if self._channel is None or self._channel.is_closed:
                 connection = await self._link.connection()
                 # Unroutable mandatory messages raise only with on_return_raises.
-                channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
-                await declare_topology(channel, self._settings)
-                self._channel = channel
+                self._channel = await connection.channel(
+                    publisher_confirms=True, on_return_raises=True
+                )
+                self._declared = False
+            if not self._declared:
+                await declare_topology(self._channel, self._settings)
+                self._declared = True
             return self._channel
 
     def _unavailable(self, message: str) -> BrokerUnavailable:

@@ -378,7 +378,8 @@ async def _until_ready(client: httpx.AsyncClient) -> None:
 async def test_broker_mode_answers_503_when_the_broker_refuses(
     amqp_url: str, database_url: str, queue: AmqpSettings
 ) -> None:
-    """Backpressure: a message the broker cannot route is a 503, never a 202."""
+    """Backpressure: a message the broker cannot route is a 503, never a 202; the next
+    request declares the queue again."""
     env = {**_env(amqp_url, database_url, queue), "SLUICE_HTTP_ACK": "broker"}
     source = unique_source("amqp-refused")
     with served(env, probe="ready") as (web_url, _):
@@ -391,6 +392,8 @@ async def test_broker_mode_answers_503_when_the_broker_refuses(
             finally:
                 await connection.close()
             refused = await client.post("/ingest", json=[make_event(source, 2)])
+            healed = await client.post("/ingest", json=[make_event(source, 2)])
+    assert healed.status_code == 202  # the refusal made the publisher declare the queue again
     assert first.status_code == 202
     assert refused.status_code == 503
     assert refused.headers["retry-after"] == "1"
