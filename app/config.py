@@ -139,8 +139,10 @@ class AmqpSettings(_Group):
     # means /amqp/<queue>; the message's own `type` property wins over the default type.
     source: str | None = None
     default_type: str = "com.rabbitmq.message"
-    # Seconds to wait before a delivery that failed transiently is nacked back to the queue.
+    # Seconds to wait before a batch that failed transiently is nacked back to the queue;
+    # doubled per consecutive failure, up to the ceiling.
     retry_backoff_s: float = Field(1.0, ge=0)
+    retry_max_backoff_s: float = Field(30.0, ge=0)
     # Seconds between reconnection attempts after the broker went away.
     reconnect_interval_s: float = Field(1.0, gt=0)
     # Seconds broker-backed HTTP mode waits for publisher confirms before answering 503.

@@ -16,8 +16,9 @@ pipeline the web process builds (`app.main.pipeline`).
 - A full buffer (`BufferFull`) means this process is busy, not that the messages are
   bad: the batch waits and tries again, holding its deliveries, so the consumer stops
   pulling (prefetch). Any other `Retryable` (the database is down past the write's retry
-  budget) nacks the batch with requeue after an exponential backoff; the queue's delivery
-  limit bounds those retries, then the dead-letter exchange takes the message.
+  budget) nacks the batch with requeue after an exponential backoff (up to
+  `SLUICE_AMQP_RETRY_MAX_BACKOFF_S`); the queue's delivery limit bounds those retries, then
+  the dead-letter exchange takes the message.
 - After a reconnect the old channel's deliveries are void (the broker has requeued them);
   settling them fails quietly and their redeliveries are absorbed as duplicates.
 - `stop()` cancels the subscription, writes what was gathered, waits for every batch in
@@ -46,8 +47,6 @@ from app.pipeline.ingest import AckMode, IngestService
 from app.sources.amqp import AmqpDecoder, AmqpMessage
 
 log = logging.getLogger(__name__)
-
-_MAX_BACKOFF_S = 30.0
 
 
 @dataclass(slots=True, eq=False)
@@ -238,7 +237,7 @@ class Consumer:
 
     def _backoff_s(self) -> float:
         growth: float = 2.0 ** (self._failures - 1)
-        return min(_MAX_BACKOFF_S, self._amqp.retry_backoff_s * growth)
+        return min(self._amqp.retry_max_backoff_s, self._amqp.retry_backoff_s * growth)
 
     async def _paused(self, seconds: float) -> bool:
         """Sleep `seconds`, or less if stopping; True when the full pause was taken."""

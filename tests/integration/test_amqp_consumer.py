@@ -38,7 +38,14 @@ from tests.broker_support import (
 from tests.conftest import SettingsFactory, in_ci, running_app
 from tests.integration.test_planted_pii import PLANTED
 from tests.integration.test_planted_pii import _events as planted_events
-from tests.support import free_port, make_event, run_pytest_under_ci, served, unique_source
+from tests.support import (
+    PrivatePostgres,
+    free_port,
+    make_event,
+    run_pytest_under_ci,
+    served,
+    unique_source,
+)
 
 STRUCTURED = "application/cloudevents+json"
 
@@ -67,6 +74,7 @@ def _env(amqp_url: str, database_url: str, queue: AmqpSettings, **extra: str) ->
         "AMQP_URL": amqp_url,
         "SLUICE_AMQP_QUEUE": queue.queue,
         "SLUICE_AMQP_DEAD_LETTER_EXCHANGE": queue.dead_letter_exchange,
+        "SLUICE_AMQP_DELIVERY_LIMIT": str(queue.delivery_limit),
         "SLUICE_AMQP_RECONNECT_INTERVAL_S": "0.5",
         "SLUICE_LOG_LEVEL": "WARNING",
         **extra,
@@ -138,6 +146,50 @@ async def test_sigterm_commits_and_acks_what_it_took_and_nothing_more(
     assert stored < total, "the consumer finished before it was stopped"
     assert stored + remaining == total
     assert 'sluice_amqp_deliveries_settled_total{settlement="acked"}' in metrics
+
+
+async def test_database_outage_nacks_with_backoff_then_every_message_is_stored_once(
+    amqp_url: str, private_postgres: PrivatePostgres, queue: AmqpSettings
+) -> None:
+    """Transient failure: batches that cannot commit are nacked back after a backoff and
+    retried; within the delivery limit nothing is dead-lettered, nothing lost or doubled."""
+    total = 3_000
+    source = unique_source("amqp-outage")
+    queue = queue.model_copy(update={"delivery_limit": 20})
+    env = _env(
+        amqp_url,
+        private_postgres.url,
+        queue,
+        SLUICE_BATCH_ACK_TIMEOUT_S="1",
+        SLUICE_BATCH_RETRY_MAX_BACKOFF_S="0.2",
+        SLUICE_DB_COMMAND_TIMEOUT_S="1",
+        SLUICE_DB_CONNECT_TIMEOUT_S="1",
+        SLUICE_AMQP_RETRY_BACKOFF_S="0.5",
+        SLUICE_AMQP_RETRY_MAX_BACKOFF_S="1",
+        SLUICE_BATCH_MAX_SIZE="100",
+    )
+    with _consumer(env) as (base_url, _):
+        await asyncio.to_thread(private_postgres.stop)
+        await publish_all(amqp_url, [_structured(source, str(n)) for n in range(total)], queue)
+        await asyncio.sleep(5)  # batches fail, are nacked, come back, fail again
+        await asyncio.to_thread(private_postgres.start)
+        target = await asyncpg.connect(private_postgres.url)
+        try:
+            stored = await _settled(target, _BY_SOURCE, source, total)
+            distinct = await target.fetchval(
+                "SELECT count(DISTINCT id) FROM events WHERE source = $1", source
+            )
+        finally:
+            await target.close()
+        async with httpx.AsyncClient() as client:
+            metrics = (await client.get(f"{base_url}/metrics")).text
+    nacked = next(
+        line for line in metrics.splitlines() if 'settlement="nacked"' in line and "_total" in line
+    )
+    assert float(nacked.split()[-1]) > 0  # the outage was real: deliveries went back
+    assert stored == distinct == total
+    assert await queue_depth(amqp_url, queue.queue) == 0
+    assert await queue_depth(amqp_url, queue.dead_letter_queue) == 0
 
 
 async def test_every_mode_is_stored_and_poison_is_quarantined_not_redelivered(
