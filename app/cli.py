@@ -1,4 +1,5 @@
-"""`python -m app <command>`: serve | migrate | downgrade | maintain | replay | contracts.
+"""`python -m app <command>`: serve | consume | migrate | downgrade | maintain | replay |
+contracts.
 
 `serve` runs uvicorn (one process, for development) or, with `--workers N`, gunicorn with
 uvicorn workers and `gunicorn.conf.py` (production). With no `DATABASE_URL` outside
@@ -45,6 +46,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(settings.log_level)
     handler = {
         "serve": _serve,
+        "consume": _consume,
         "migrate": _migrate,
         "downgrade": _downgrade,
         "maintain": _maintain,
@@ -62,6 +64,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="port (default: SLUICE_PORT, 8000)")
     serve.add_argument("--workers", type=int, default=0, help="N > 0: gunicorn with N workers")
     serve.add_argument("--migrate", action="store_true", help="apply migrations before serving")
+    consume = commands.add_parser("consume", help="consume the RabbitMQ queue (AMQP_URL)")
+    consume.add_argument("--port", type=int, help="probe port (default: SLUICE_AMQP_HEALTH_PORT)")
     migrate = commands.add_parser("migrate", help="upgrade the schema (default: to head)")
     migrate.add_argument("revision", nargs="?", default="head")
     downgrade = commands.add_parser("downgrade", help="downgrade the schema")
@@ -95,18 +99,24 @@ def _database_url(settings: Settings, *, keep_running: bool) -> str:
     return url
 
 
-def _serve(args: argparse.Namespace, settings: Settings) -> int:
-    # Checked here too, so a bad policy or contract is one clear line, not a worker's
-    # traceback.
+def _configuration_is_valid(settings: Settings) -> bool:
+    """The policy and the contracts, checked before anything starts: a defect is one clear
+    line here, not a worker's traceback."""
     try:
         load_policy(settings.privacy.policy_path)
     except PolicyError as exc:
         print(f"sluice: invalid anonymization policy: {exc}", file=sys.stderr)
-        return 2
+        return False
     try:
         load_contracts(settings.contracts)
     except ContractError as exc:
         print(f"sluice: invalid contract: {exc}", file=sys.stderr)
+        return False
+    return True
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    if not _configuration_is_valid(settings):
         return 2
     host = args.host or settings.host
     port = args.port if args.port is not None else settings.port
@@ -121,18 +131,34 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         )
         gunicorn = [sys.executable, "-m", "gunicorn", "-c", str(GUNICORN_CONF)]
         os.execv(sys.executable, [*gunicorn, "app.main:create_app_from_environment()"])  # noqa: S606
+    _run_uvicorn("app.main:create_app_from_environment", settings, host, port)
+    return 0
+
+
+def _consume(args: argparse.Namespace, settings: Settings) -> int:
+    if settings.amqp_url is None:
+        print("sluice: AMQP_URL must be set to consume", file=sys.stderr)
+        return 2
+    if not _configuration_is_valid(settings):
+        return 2
+    os.environ["DATABASE_URL"] = _database_url(settings, keep_running=False)
+    port = args.port if args.port is not None else settings.amqp.health_port
+    _run_uvicorn("app.main:create_consumer_app_from_environment", settings, settings.host, port)
+    return 0
+
+
+def _run_uvicorn(factory: str, settings: Settings, host: str, port: int) -> None:
     # uvicorn re-raises SIGTERM once it has shut down; exiting through Python instead lets
     # atexit handlers run (they stop the embedded PostgreSQL) and reports a clean exit.
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     uvicorn.run(
-        "app.main:create_app_from_environment",
+        factory,
         factory=True,
         host=host,
         port=port,
         log_config=logging_config(settings.log_level),
         timeout_graceful_shutdown=int(settings.batch.ack_timeout_s) + 5,
     )
-    return 0
 
 
 def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:

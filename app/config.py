@@ -172,6 +172,55 @@ class QualitySettings(_Group):
         return timedelta(days=self.max_age_days)
 
 
+class AmqpSettings(_Group):
+    """The RabbitMQ consumer (`python -m app consume`) and the broker-backed HTTP mode; the
+    broker URL itself is `AMQP_URL`."""
+
+    model_config = SettingsConfigDict(env_prefix="SLUICE_AMQP_")
+
+    queue: str = Field("sluice.events", min_length=1, max_length=200)
+    # Where refused deliveries and those past the delivery limit go; empty: nowhere, and a
+    # quorum queue then drops what passes the limit.
+    dead_letter_exchange: str = "sluice.events.dlx"
+    delivery_limit: int = Field(5, ge=1)
+    # Unacked deliveries the broker may hand this consumer; 0: twice SLUICE_BATCH_MAX_SIZE
+    # (so one micro-batch fills while the previous one commits), within the buffer.
+    prefetch: int = Field(0, ge=0, le=65535)
+    # `source` and `type` of messages that are not CloudEvents (raw JSON); an empty source
+    # means /amqp/<queue>; the message's own `type` property wins over the default type.
+    source: str | None = None
+    default_type: str = "com.rabbitmq.message"
+    # Seconds to wait before a batch that failed transiently is nacked back to the queue;
+    # doubled per consecutive failure, up to the ceiling.
+    retry_backoff_s: float = Field(1.0, ge=0)
+    retry_max_backoff_s: float = Field(30.0, ge=0)
+    # Seconds between reconnection attempts after the broker went away.
+    reconnect_interval_s: float = Field(1.0, gt=0)
+    # Seconds broker-backed HTTP mode waits for publisher confirms before answering 503.
+    publish_timeout_s: float = Field(5.0, gt=0)
+    # The consumer process's own probes and metrics (/health/live, /health/ready, /metrics).
+    health_port: int = Field(8001, ge=0, le=65535)
+
+    @field_validator("source", mode="before")
+    @classmethod
+    def _blank_source_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
+    def prefetch_for(self, batch: BatchSettings) -> int:
+        return self.prefetch or min(2 * batch.max_size, batch.buffer_max_events, 65535)
+
+    @property
+    def dead_letter_queue(self) -> str:
+        return f"{self.queue}.dead"
+
+
+class HttpAck(StrEnum):
+    """When `POST /ingest` answers: after the commit, or once RabbitMQ confirmed the events."""
+
+    COMMIT = "commit"
+    BROKER = "broker"
+
+
 class RetentionSettings(_Group):
     """How long rows are kept; `python -m app maintain` enforces it (idempotency keys: see
     `SLUICE_DB_DEDUP_WINDOW_DAYS`)."""
@@ -195,6 +244,8 @@ class Settings(_Group):
     database_url: str | None = Field(
         None, validation_alias=AliasChoices("DATABASE_URL", "database_url")
     )
+    amqp_url: str | None = Field(None, validation_alias=AliasChoices("AMQP_URL", "amqp_url"))
+    http_ack: HttpAck = HttpAck.COMMIT
 
     limits: LimitSettings = Field(default_factory=LimitSettings)
     batch: BatchSettings = Field(default_factory=BatchSettings)
@@ -204,8 +255,9 @@ class Settings(_Group):
     pubsub: PubSubSettings = Field(default_factory=PubSubSettings)
     contracts: ContractSettings = Field(default_factory=ContractSettings)
     quality: QualitySettings = Field(default_factory=QualitySettings)
+    amqp: AmqpSettings = Field(default_factory=AmqpSettings)
 
-    @field_validator("database_url", "admin_token", mode="before")
+    @field_validator("database_url", "admin_token", "amqp_url", mode="before")
     @classmethod
     def _blank_url_is_unset(cls, value: object) -> object:
         return None if value == "" else value
@@ -225,6 +277,15 @@ class Settings(_Group):
         # Each concurrent flush holds a connection; probes and upkeep need one more.
         if self.db.pool_max_size <= self.batch.write_concurrency:
             raise ValueError("SLUICE_DB_POOL_MAX_SIZE must exceed SLUICE_BATCH_WRITE_CONCURRENCY")
+        return self
+
+    @model_validator(mode="after")
+    def _broker_settings_fit(self) -> Settings:
+        if self.http_ack is HttpAck.BROKER and self.amqp_url is None:
+            raise ValueError("SLUICE_HTTP_ACK=broker needs AMQP_URL")
+        # The consumer's unacked deliveries live in the buffer: more could never fit.
+        if self.amqp.prefetch_for(self.batch) > self.batch.buffer_max_events:
+            raise ValueError("SLUICE_AMQP_PREFETCH must not exceed SLUICE_BATCH_BUFFER_MAX_EVENTS")
         return self
 
     @model_validator(mode="after")

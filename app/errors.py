@@ -10,7 +10,8 @@ The tree::
     └── Retryable                    the service cannot take it *now*; try again later
         ├── BufferFull               429: the in-memory buffer is at capacity
         ├── ShuttingDown             503: the process is draining for exit
-        └── StorageUnavailable       503: PostgreSQL failed past the retry budget
+        ├── StorageUnavailable       503: PostgreSQL failed past the retry budget
+        └── BrokerUnavailable        503: RabbitMQ did not confirm (broker-backed HTTP mode)
 
 A single event that is refused is not an exception: it is an `EventRejection` value in
 the per-event results (and a quarantine row), so one bad event never fails its batch.
@@ -56,9 +57,11 @@ class ErrorCode(StrEnum):
     FIELD_TOO_LARGE = "quality.field_too_large"
     SUPPRESSED = "privacy.suppressed"
     STORAGE_REFUSED_VALUE = "storage.refused_value"
+    BAD_FORWARD_SIGNATURE = "envelope.bad_forward_signature"
     BUFFER_FULL = "transient.buffer_full"
     DATABASE_UNAVAILABLE = "transient.database"
     SHUTTING_DOWN = "transient.shutting_down"
+    BROKER_UNAVAILABLE = "transient.broker"
 
     @property
     def http_status(self) -> int:
@@ -134,9 +137,11 @@ _STATUS: dict[ErrorCode, int] = {
     ErrorCode.EMPTY_DATA: 422,
     ErrorCode.FIELD_TOO_LARGE: 422,
     ErrorCode.SUPPRESSED: 200,  # acknowledged and deliberately not stored: not a failure
+    ErrorCode.BAD_FORWARD_SIGNATURE: 422,
     ErrorCode.BUFFER_FULL: 429,
     ErrorCode.DATABASE_UNAVAILABLE: 503,
     ErrorCode.SHUTTING_DOWN: 503,
+    ErrorCode.BROKER_UNAVAILABLE: 503,
 }
 
 
@@ -208,3 +213,10 @@ class ShuttingDown(Retryable):
 class StorageUnavailable(Retryable):
     def __init__(self, message: str = "database unavailable", *, retry_after_s: int = 1) -> None:
         super().__init__(message, code=ErrorCode.DATABASE_UNAVAILABLE, retry_after_s=retry_after_s)
+
+
+class BrokerUnavailable(Retryable):
+    def __init__(
+        self, message: str = "message broker unavailable", *, retry_after_s: int = 1
+    ) -> None:
+        super().__init__(message, code=ErrorCode.BROKER_UNAVAILABLE, retry_after_s=retry_after_s)

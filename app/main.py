@@ -1,8 +1,11 @@
 """The application factory and its lifespan, which owns every resource.
 
 Start-up, in order: connection pool → partitions for now and ahead → batching loop →
-periodic maintenance. Shutdown in reverse: maintenance stops, the batcher refuses new
-events and flushes every buffered one, then the pool closes. Nothing connects at import.
+periodic maintenance (`pipeline`, shared by the web and the consumer process) → the
+RabbitMQ link (consumer process; web process in broker-backed HTTP mode) → the consumer.
+Shutdown in reverse: the consumer stops and acks what committed, the link closes,
+maintenance stops, the batcher refuses new events and flushes every buffered one, then
+the pool closes. Nothing connects at import.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
 
 import httpx
 from fastapi import FastAPI
@@ -21,13 +25,16 @@ from app.api import admin, ingest, operations, quality, quarantine
 from app.api.dependencies import Services
 from app.api.problems import install_problem_handlers
 from app.api.pubsub import pubsub_router
+from app.broker import BrokerLink, BrokerPublisher
 from app.clock import utc_now
-from app.config import DEVELOPMENT_PSEUDONYM_KEY, Settings
+from app.config import DEVELOPMENT_PSEUDONYM_KEY, HttpAck, Settings
+from app.consumer import Consumer
 from app.contracts.checker import ContractChecker
 from app.contracts.registry import load_contracts
 from app.observability.access_log import AccessLogMiddleware
 from app.observability.logging import configure_logging
 from app.pipeline.batcher import Batcher
+from app.pipeline.forward import Forwarder
 from app.pipeline.ingest import IngestService
 from app.pipeline.quality import QualityRecorder
 from app.pipeline.replay import Replayer
@@ -35,6 +42,7 @@ from app.pipeline.writer import BatchWriter
 from app.privacy.engine import PolicyAnonymizer
 from app.privacy.keyring import Keyring
 from app.privacy.policy import load_policy
+from app.sources.amqp import AmqpDecoder
 from app.sources.oidc import PushAuthenticator
 from app.storage.database import create_pool
 from app.storage.maintenance import run_periodically
@@ -72,6 +80,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
+    async with pipeline(settings) as services, _broker_mode(settings, services) as wired:
+        app.state.services = wired
+        yield
+
+
+@asynccontextmanager
+async def pipeline(settings: Settings) -> AsyncIterator[Services]:
+    """Everything between a source and PostgreSQL, shared by the web and consumer processes."""
     if settings.database_url is None:
         raise RuntimeError("DATABASE_URL is not set (python -m app serve starts an embedded one)")
     # Before anything connects: a bad policy must stop the start, not the first event.
@@ -112,7 +128,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
             retry_after_s=settings.batch.retry_after_s,
         )
         batcher.start()
-        app.state.services = Services(
+        services = Services(
             settings=settings,
             repository=repository,
             batcher=batcher,
@@ -137,7 +153,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
             asyncio.create_task(recorder.run(settings.quality.flush_interval_s, quarantined)),
         ]
         try:
-            yield
+            yield services
         finally:
             await batcher.close()  # its last batches still report to the recorder
             for task in background:
@@ -148,6 +164,56 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     finally:
         await http.aclose()
         await pool.close()
+
+
+@asynccontextmanager
+async def _broker_link(settings: Settings) -> AsyncIterator[BrokerLink]:
+    if settings.amqp_url is None:
+        raise RuntimeError("AMQP_URL is not set")
+    link = BrokerLink(settings.amqp_url, settings.amqp)
+    link.start()
+    try:
+        yield link
+    finally:
+        await link.close()
+
+
+@asynccontextmanager
+async def _broker_mode(settings: Settings, services: Services) -> AsyncIterator[Services]:
+    """With `SLUICE_HTTP_ACK=broker`, `POST /ingest` publishes to RabbitMQ instead."""
+    if settings.http_ack is not HttpAck.BROKER:
+        yield services
+        return
+    async with _broker_link(settings) as link:
+        publisher = BrokerPublisher(link, settings.amqp, retry_after_s=settings.batch.retry_after_s)
+        forwarder = Forwarder(services.ingest, publisher, services.keyring)
+        yield replace(services, broker=link, forwarder=forwarder)
+
+
+def create_consumer_app(settings: Settings | None = None) -> FastAPI:
+    """The consumer process (`python -m app consume`): the RabbitMQ consumer, and only the
+    probes and metrics over HTTP, on `SLUICE_AMQP_HEALTH_PORT`."""
+    settings = settings or Settings()
+    app = FastAPI(title="Sluice consumer", version="0.1.0", lifespan=_consumer_lifespan)
+    app.state.settings = settings
+    install_problem_handlers(app)
+    app.include_router(operations.router)
+    return app
+
+
+@asynccontextmanager
+async def _consumer_lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Shutdown: the consumer stops and acks what committed, then the pipeline drains."""
+    settings: Settings = app.state.settings
+    async with pipeline(settings) as services, _broker_link(settings) as link:
+        decoder = AmqpDecoder(settings.amqp, settings.limits, services.keyring)
+        consumer = Consumer(link, services.ingest, decoder, settings)
+        consumer.start()
+        app.state.services = replace(services, broker=consumer)
+        try:
+            yield
+        finally:
+            await consumer.stop()
 
 
 def _tune_garbage_collector() -> None:
@@ -171,3 +237,9 @@ def create_app_from_environment() -> FastAPI:
     settings = Settings()
     configure_logging(settings.log_level)
     return create_app(settings)
+
+
+def create_consumer_app_from_environment() -> FastAPI:
+    settings = Settings()
+    configure_logging(settings.log_level)
+    return create_consumer_app(settings)

@@ -12,6 +12,7 @@ from typing import Any, NoReturn
 
 from app.config import BatchSettings, DatabaseSettings
 from bench import cpu, database
+from bench.consumer import ConsumerRun, broker_url, measure_consumer
 from bench.copy_ceiling import measure_copy
 from bench.load import LoadPlan, LoadRun, Tally
 from bench.report import Result, cpu_figures, percentile, render, write_json
@@ -31,6 +32,15 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--min-ratio", type=float, default=0.3, help="events/s ÷ COPY rows/s")
     parser.add_argument("--copy-rows", type=int, default=200_000, help="rows for the ceiling")
     parser.add_argument("--copy-chunk", type=int, default=5_000, help="rows per COPY")
+    parser.add_argument(
+        "--consumer-messages",
+        type=int,
+        default=50_000,
+        help="messages pre-filled for the RabbitMQ consumer's figure (0: skip it)",
+    )
+    parser.add_argument(
+        "--consumers", type=int, default=0, help="consumer processes (0: as many as --workers)"
+    )
     return parser
 
 
@@ -108,6 +118,7 @@ def _run(args: argparse.Namespace) -> Result:
             if tally.errors:
                 print(f"bench: service log (tail):\n{service.log_tail()}", file=sys.stderr)
         db_events = database.count_events(url)
+        consumer = _consume(args, url)
     latencies = tally.latencies_s
     return Result(
         events_per_s=tally.window_events / args.duration,
@@ -135,6 +146,30 @@ def _run(args: argparse.Namespace) -> Result:
         cpu_pct=cpu_pct,
         anonymize_s=stage_s.get("anonymize"),
         contract_s=stage_s.get("contract"),
+        consumer_processes=consumer.processes if consumer else 0,
+        consumer_messages=consumer.messages if consumer else 0,
+        consumer_stored=consumer.stored if consumer else 0,
+        consumer_events_per_s=consumer.events_per_s if consumer else None,
+    )
+
+
+def _consume(args: argparse.Namespace, url: str) -> ConsumerRun | None:
+    if args.consumer_messages <= 0:
+        return None
+    broker = broker_url()
+    if broker is None:
+        print("bench: RabbitMQ unreachable; no consumer figure", flush=True)
+        return None
+    processes = args.consumers or args.workers
+    print(
+        f"bench: {processes} consumers, {args.consumer_messages:,} messages pre-filled", flush=True
+    )
+    return measure_consumer(
+        broker,
+        url,
+        messages=args.consumer_messages,
+        processes=processes,
+        run_tag=uuid.uuid4().hex[:8],
     )
 
 

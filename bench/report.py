@@ -50,6 +50,12 @@ class Result:
     # reported, with no ceiling of its own.
     contract_s: float | None = None
 
+    # The RabbitMQ consumer draining a pre-filled queue (None: not measured).
+    consumer_processes: int = 0
+    consumer_messages: int = 0
+    consumer_stored: int = 0
+    consumer_events_per_s: float | None = None
+
     def _per_event_us(self, stage_s: float | None) -> float | None:
         if stage_s is None or self.events_per_s <= 0:
             return None
@@ -93,6 +99,10 @@ class Result:
             reasons.append(f"{self.acked_events - self.db_events} acknowledged events missing")
         if self.events_per_s <= 0:
             reasons.append("nothing was committed")
+        if self.consumer_stored < self.consumer_messages:
+            reasons.append(
+                f"consumer stored {self.consumer_stored} of {self.consumer_messages} messages"
+            )
         share = self.anonymize_share
         if share is not None and share > self.max_anonymize_share:
             reasons.append(f"anonymization share {share:.3f} > {self.max_anonymize_share}")
@@ -146,6 +156,7 @@ def render(result: Result) -> str:
         f"COPY ceiling   {result.copy_rows_per_s:,.0f} rows/s "
         f"({setup['copy_rows']:,} rows, one stream)",
         f"ratio          {result.ratio:.3f}   (required: ≥ {result.min_ratio})",
+        *_consumer_lines(result),
         f"verified       {result.acked_events:,} events acknowledged as stored, "
         f"{result.db_events:,} rows in events",
     ]
@@ -179,6 +190,19 @@ def render(result: Result) -> str:
     verdict = "PASS" if result.passed else "FAIL: " + "; ".join(result.failures())
     lines += [f"result         {verdict}", "─" * 61]
     return "\n".join(lines)
+
+
+def _consumer_lines(result: Result) -> list[str]:
+    if result.consumer_events_per_s is None:
+        return []
+    ceiling = result.copy_rows_per_s or math.nan
+    return [
+        f"consumer       {result.consumer_events_per_s:,.0f} events/s from a pre-filled "
+        f"RabbitMQ queue ({result.consumer_messages:,} messages, "
+        f"{result.consumer_processes} consumer processes)",
+        f"               ratio {result.consumer_events_per_s / ceiling:.3f} to COPY, "
+        f"{result.consumer_events_per_s / (result.events_per_s or math.nan):.2f} of HTTP",
+    ]
 
 
 def write_json(result: Result) -> tuple[Path, str]:

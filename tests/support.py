@@ -125,19 +125,25 @@ def free_port() -> int:
 
 @contextmanager
 def served(
-    env: dict[str, str], *args: str, timeout_s: float = 30.0, log: IO[bytes] | None = None
+    env: dict[str, str],
+    *args: str,
+    timeout_s: float = 30.0,
+    log: IO[bytes] | None = None,
+    command: str = "serve",
+    probe: str = "live",
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """Run `python -m app serve` in a child process; yield its base URL and the process.
+    """Run `python -m app serve` (or `command`, e.g. `consume`) in a child process; yield
+    its base URL and the process once `/health/<probe>` answers.
 
     Its output goes to `log` (a temporary file unless given), never to a pipe nobody
     reads: a busy service fills a pipe's 64 KiB and then blocks on its next log line.
     """
     port = free_port()
-    command = [sys.executable, "-m", "app", "serve", "--port", str(port), *args]
+    argv = [sys.executable, "-m", "app", command, "--port", str(port), *args]
     with contextlib.ExitStack() as stack:
         output = log if log is not None else stack.enter_context(tempfile.TemporaryFile())
         process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-            command,
+            argv,
             cwd=PROJECT_ROOT,
             env={**os.environ, **env},
             stdout=output,
@@ -145,7 +151,7 @@ def served(
         )
         base_url = f"http://127.0.0.1:{port}"
         try:
-            wait_until_healthy(base_url, process, timeout_s, output)
+            wait_until_healthy(base_url, process, timeout_s, output, probe=probe)
             yield base_url, process
         finally:
             if process.poll() is None:

@@ -7,8 +7,10 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from app.broker import BrokerStatus
 from app.config import Settings
 from app.pipeline.batcher import Batcher
+from app.pipeline.forward import Forwarder
 from app.pipeline.ingest import IngestService
 from app.pipeline.replay import Replayer
 from app.privacy.keyring import Keyring
@@ -32,6 +34,8 @@ class Services:
     replayer: Replayer
     quality: QualityRepository
     schema_head: str | None  # the Alembic revision this code expects
+    broker: BrokerStatus | None = None  # the consumer; the link in broker-backed HTTP mode
+    forwarder: Forwarder | None = None  # set in broker-backed HTTP mode (SLUICE_HTTP_ACK)
 
 
 async def get_services(request: Request) -> Services:

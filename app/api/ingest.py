@@ -1,9 +1,10 @@
 """`POST /ingest`: the HTTP edge. Reads, decodes, hands over, maps the answer to a status.
 
 Status: 200 when no event was rejected (`quarantined` is not a rejection: the event is
-kept for replay); 207 when some were; 422 when every event was;
-202 with `?ack=enqueued` (or `Prefer: respond-async`); 400/413/415/422 for an unusable
-request; 429/503 with `Retry-After` when the events cannot be taken now. A 2xx other
+kept for replay); 207 when some were; 422 when every event was; 202 with `?ack=enqueued`
+(or `Prefer: respond-async`), and always in broker-backed mode (`SLUICE_HTTP_ACK=broker`:
+after RabbitMQ confirmed the anonymized events); 400/413/415/422 for an unusable request;
+429/503 with `Retry-After` when the events cannot be taken now. A 2xx other
 than 202 is sent only after every event it reports as stored or duplicate is committed.
 """
 
@@ -123,9 +124,13 @@ async def ingest(
     limits = services.settings.limits
     body = await read_limited_body(request, limits.max_body_bytes)
     candidates = decode_request(request.headers, body, limits, transport=Transport.HTTP)
-    if prefer is not None and "respond-async" in prefer.lower():
+    if services.forwarder is not None:  # SLUICE_HTTP_ACK=broker: 202 once RabbitMQ confirmed
+        report = await services.forwarder.forward(candidates, transport=Transport.HTTP)
         ack = AckMode.ENQUEUED
-    report = await services.ingest.ingest(candidates, transport=Transport.HTTP, ack=ack)
+    else:
+        if prefer is not None and "respond-async" in prefer.lower():
+            ack = AckMode.ENQUEUED
+        report = await services.ingest.ingest(candidates, transport=Transport.HTTP, ack=ack)
     return Response(
         orjson.dumps(render_report(report)),
         status_code=status_for(report, ack),

@@ -3,7 +3,9 @@
 - live: the process can make progress (its batching loop runs); failing it asks for a
   restart, so it never depends on the database;
 - ready: it can take events now: database reachable, schema at the migration head,
-  batching loop alive, not draining; failing it takes the pod out of the load balancer;
+  batching loop alive, not draining, and RabbitMQ connected where the process uses it
+  (the consumer process; the web process in broker-backed HTTP mode); failing it takes
+  the pod out of the load balancer;
 - `/health`: both, with each component's detail, for humans and dashboards.
 """
 
@@ -17,6 +19,7 @@ from fastapi import APIRouter
 from fastapi.responses import Response
 
 from app.api.dependencies import Services, ServicesDep
+from app.broker import BrokerStatus
 from app.errors import SluiceError
 from app.observability import metrics
 
@@ -42,6 +45,10 @@ def _batcher(services: Services) -> dict[str, Any]:
     return {"ok": batcher.accepting, "alive": batcher.alive, "buffered_events": batcher.held_events}
 
 
+def _broker(broker: BrokerStatus) -> dict[str, Any]:
+    return {"ok": broker.connected}
+
+
 def _json(body: dict[str, Any], ok: bool) -> Response:
     return Response(
         orjson.dumps(body), status_code=200 if ok else 503, media_type="application/json"
@@ -64,6 +71,8 @@ async def ready(services: ServicesDep) -> Response:
 @router.get("/health", summary="Liveness and readiness with component detail")
 async def health(services: ServicesDep) -> Response:
     components = {"database": await _database(services), "batcher": _batcher(services)}
+    if services.broker is not None:
+        components["broker"] = _broker(services.broker)
     ok = all(component["ok"] for component in components.values())
     return _json({"status": "ok" if ok else "failing", "components": components}, ok)
 

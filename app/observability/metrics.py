@@ -85,6 +85,16 @@ CONTRACT_SECONDS = Counter(
     "sluice_contract_check_seconds_total",
     "CPU time spent checking events against their contracts and the quality checks.",
 )
+AMQP_SETTLED = Counter(
+    "sluice_amqp_deliveries_settled_total",
+    "RabbitMQ deliveries the consumer settled: acked after their batch committed, or nacked "
+    "back to the queue after a transient failure.",
+    ["settlement"],
+)
+BROKER_PUBLISH_FAILURES = Counter(
+    "sluice_broker_publish_failures_total",
+    "Broker-backed HTTP requests answered 503 because RabbitMQ did not confirm.",
+)
 PARTITIONS_CREATED = Counter(
     "sluice_partitions_created_total", "Partitions of the events table created ahead of need."
 )

@@ -69,6 +69,34 @@ class IngestReport:
         return sum(1 for result in self.results if result.status is status)
 
 
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """Candidates after validation, anonymization and the contract stage, before they are
+    handed on (to the buffer, or to RabbitMQ in broker-backed HTTP mode)."""
+
+    candidates: Sequence[Candidate]
+    verdicts: list[EventRejection | Verdict]  # per candidate: why refused, or what checked
+    writables: list[Writable]
+
+    def report(self, outcomes: Sequence[Outcome]) -> IngestReport:
+        return IngestReport(
+            [
+                _result(candidate, outcome, verdict)
+                for candidate, outcome, verdict in zip(
+                    self.candidates, outcomes, self.verdicts, strict=True
+                )
+            ]
+        )
+
+    def count_received(self, transport: Transport) -> None:
+        """Counted once the events were taken, not when the buffer or broker refused them."""
+        _count_received(transport, self.verdicts)
+
+    def enqueued_report(self) -> IngestReport:
+        """The answer once the writables are durable elsewhere but not yet committed."""
+        return self.report([_enqueued_outcome(writable) for writable in self.writables])
+
+
 class IngestService:
     def __init__(
         self,
@@ -90,38 +118,37 @@ class IngestService:
         self._wall_clock = wall_clock
 
     async def ingest(
-        self, candidates: Sequence[Candidate], *, transport: Transport, ack: AckMode
+        self,
+        candidates: Sequence[Candidate],
+        *,
+        transport: Transport,
+        ack: AckMode,
+        forwarded: Sequence[Writable] = (),
     ) -> IngestReport:
         """Raises `BufferFull`/`ShuttingDown` before anything is buffered, or
-        `StorageUnavailable` when the commit did not happen in time."""
-        checked = [validate_candidate(candidate, self._limits) for candidate in candidates]
-        prepared = self._prepare(candidates, checked)
-        writables = [writable for writable, _ in prepared]
+        `StorageUnavailable` when the commit did not happen in time.
+
+        `forwarded` are writables another Sluice process already validated, anonymized and
+        checked (broker-backed HTTP mode): they join the same submission, and the report
+        covers `candidates` only."""
+        prepared = self.prepare(candidates)
         submission = self._batcher.submit(
-            writables,
+            [*prepared.writables, *forwarded],
             transport,
             deadline=self._clock() + self._ack_timeout_s,
             detached=ack is AckMode.ENQUEUED,
         )
-        _count_received(transport, [verdict for _, verdict in prepared])
+        prepared.count_received(transport)
         if ack is AckMode.ENQUEUED:
-            outcomes = [_enqueued_outcome(writable) for writable in writables]
-        else:
-            outcomes = await submission.wait(self._ack_timeout_s + _WAIT_GRACE_S)
-        return IngestReport(
-            [
-                _result(candidate, outcome, verdict)
-                for candidate, outcome, (_, verdict) in zip(
-                    candidates, outcomes, prepared, strict=True
-                )
-            ]
-        )
+            return prepared.enqueued_report()
+        outcomes = await submission.wait(self._ack_timeout_s + _WAIT_GRACE_S)
+        return prepared.report(outcomes[: len(candidates)])
 
-    def _prepare(
-        self, candidates: Sequence[Candidate], checked: Sequence[CloudEvent | EventRejection]
-    ) -> list[tuple[Writable, EventRejection | Verdict]]:
-        """Anonymize, then check contracts; each stage's CPU time is measured on its own
-        (thread time, not wall time: a descheduled worker's wait is not the stage's cost)."""
+    def prepare(self, candidates: Sequence[Candidate]) -> Prepared:
+        """Validate, anonymize, check contracts: the writables to store, and how to answer
+        for them. Each stage's CPU time is measured on its own (thread time, not wall time:
+        a descheduled worker's wait is not the stage's cost)."""
+        checked = [validate_candidate(candidate, self._limits) for candidate in candidates]
         started = time.thread_time()
         staged: list[AnonymizedEvent | tuple[Writable, EventRejection | Verdict]] = [
             self._anonymizer.anonymize(outcome)
@@ -132,7 +159,7 @@ class IngestService:
         anonymized_at = time.thread_time()
         metrics.ANONYMIZE_SECONDS.inc(anonymized_at - started)
         now = self._wall_clock()
-        prepared = [
+        judged = [
             self._contract_stage(item, now) if isinstance(item, AnonymizedEvent) else item
             for item in staged
         ]
@@ -142,7 +169,11 @@ class IngestService:
             if isinstance(item, AnonymizedEvent) and item.time is not None
         )
         metrics.CONTRACT_SECONDS.inc(time.thread_time() - anonymized_at)
-        return prepared
+        return Prepared(
+            candidates,
+            verdicts=[verdict for _, verdict in judged],
+            writables=[writable for writable, _ in judged],
+        )
 
     def _contract_stage(self, event: AnonymizedEvent, now: datetime) -> tuple[Writable, Verdict]:
         verdict = self._checker.check(event, now)

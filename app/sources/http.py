@@ -30,7 +30,7 @@ from app.pipeline.validate import find_nul
 STRUCTURED = "application/cloudevents+json"
 BATCH = "application/cloudevents-batch+json"
 JSON = "application/json"
-_NUL_ESCAPE = b"\\u0000"
+NUL_ESCAPE = b"\\u0000"
 
 
 def media_type(content_type: str | None) -> str:
@@ -91,7 +91,7 @@ def _decode_structured(
         )
     # A NUL can only be in a JSON string as the escape \u0000: if the bytes lack it,
     # validation need not walk every event looking for one.
-    may_hold_nul = _NUL_ESCAPE in body
+    may_hold_nul = NUL_ESCAPE in body
     return [Candidate(raw=item, transport=transport, may_hold_nul=may_hold_nul) for item in items]
 
 
@@ -129,7 +129,7 @@ def binary_data(media: str, body: bytes) -> BinaryData:
 
 def json_data(document: Any, body: bytes) -> BinaryData:
     """`data` already parsed from `body`; refuses a NUL in any of its strings."""
-    nul_path = find_nul(document, "data") if _NUL_ESCAPE in body else None
+    nul_path = find_nul(document, "data") if NUL_ESCAPE in body else None
     if nul_path is not None:
         raise RequestRejected(
             "strings must not contain the NUL character",

@@ -121,7 +121,7 @@ def to_candidate(message: PubSubMessage, settings: PubSubSettings) -> Candidate:
     try:
         if any(name.startswith("ce-") for name in message.attributes):
             return _binary(message)
-        document = _json_or_none(message.data)  # parsed once, for both rules below
+        document = json_or_none(message.data)  # parsed once, for both rules below
         if isinstance(document, dict) and "specversion" in document:
             return Candidate(raw=document, transport=Transport.PUBSUB)
         return _wrapped(message, settings, document)
@@ -152,7 +152,7 @@ def _binary(message: PubSubMessage) -> Candidate:
     )
 
 
-def _json_or_none(data: bytes) -> Any:
+def json_or_none(data: bytes) -> Any:
     """`data` parsed as JSON, or None when it is empty or not JSON."""
     if not data:
         return None

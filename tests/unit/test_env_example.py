@@ -19,7 +19,7 @@ def _documented() -> dict[str, str]:
 
 
 def _declared() -> dict[str, object]:
-    names: dict[str, object] = {"DATABASE_URL": None}
+    names: dict[str, object] = {"DATABASE_URL": None, "AMQP_URL": None}
     for name, field in Settings.model_fields.items():
         group = field.default_factory
         if isinstance(group, type) and issubclass(group, BaseSettings):
@@ -28,7 +28,7 @@ def _declared() -> dict[str, object]:
                 names[f"{prefix}{member}".upper()] = member_field.get_default(
                     call_default_factory=True
                 )
-        elif name != "database_url":
+        elif name not in {"database_url", "amqp_url"}:
             names[f"SLUICE_{name}".upper()] = field.default
     return names
 

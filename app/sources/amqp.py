@@ -1,0 +1,163 @@
+"""RabbitMQ deliveries → `Candidate`s (or, for forwarded messages, ready writables).
+
+A message becomes an event by the first rule that applies (CloudEvents AMQP binding 1.0):
+
+1. content type `application/vnd.sluice.writable+json`: an event Sluice's own HTTP edge
+   already validated and anonymized (broker-backed HTTP mode, `sources/forwarded.py`);
+   written as it is once its signature checks out;
+2. application properties prefixed `cloudEvents:` (or `cloudEvents_`, the JMS-safe
+   spelling): binary mode; the properties are the attributes, the body is `data`, typed by
+   the message's `content-type`;
+3. content type `application/cloudevents+json`, or a JSON object with `specversion`:
+   structured mode, the body is the event;
+4. anything else is wrapped (raw data): `id` = the AMQP `message_id`, `source` = the
+   configured source or `/amqp/<queue>`, `type` = the message's `type` property or the
+   configured default, `time` = its `timestamp`. A redelivery keeps its `message_id`,
+   hence its idempotency key: it is answered `duplicate`, never stored twice.
+
+Never raises: a message that cannot be decoded becomes a Candidate carrying its
+rejection, so it is quarantined and acknowledged rather than redelivered forever.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from app.config import AmqpSettings, LimitSettings
+from app.errors import ErrorCode, EventRejection, RequestRejected
+from app.pipeline.events import Candidate, Transport, Writable
+from app.privacy.keyring import Keyring
+from app.sources import forwarded
+from app.sources.http import (
+    NUL_ESCAPE,
+    STRUCTURED,
+    binary_data,
+    is_json_media_type,
+    json_data,
+    media_type,
+    parse_json,
+)
+from app.sources.pubsub import json_or_none
+
+_PREFIXES = ("cloudEvents:", "cloudEvents_")
+
+
+@dataclass(frozen=True, slots=True)
+class AmqpMessage:
+    """What decoding reads of a delivery: plain values, so it is tested without a broker."""
+
+    body: bytes
+    content_type: str | None = None
+    message_id: str | None = None
+    type: str | None = None
+    timestamp: datetime | None = None
+    headers: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AmqpDecoder:
+    settings: AmqpSettings
+    limits: LimitSettings
+    keyring: Keyring
+
+    def decode(self, message: AmqpMessage) -> Candidate | Writable:
+        headers = message.headers or {}
+        media = media_type(message.content_type)
+        if media == forwarded.CONTENT_TYPE:
+            outcome = forwarded.decode(
+                message.body, headers.get(forwarded.SIGNATURE_HEADER), self.keyring
+            )
+            if isinstance(outcome, EventRejection):
+                return self._refused(message, headers, outcome)
+            return outcome
+        try:
+            return self._candidate(message, headers, media)
+        except RequestRejected as refused:
+            rejection = EventRejection(
+                code=refused.code, field=refused.field, message=refused.message
+            )
+            return self._refused(message, headers, rejection)
+
+    def _candidate(self, message: AmqpMessage, headers: Mapping[str, Any], media: str) -> Candidate:
+        if len(message.body) > self.limits.max_body_bytes:
+            raise RequestRejected(
+                f"the message body exceeds {self.limits.max_body_bytes} bytes",
+                code=ErrorCode.EVENT_TOO_LARGE,
+                field="body",
+            )
+        attributes = _ce_attributes(headers)
+        if attributes:
+            if message.content_type:
+                attributes["datacontenttype"] = message.content_type
+            data = binary_data(media, message.body)
+            return Candidate(raw=attributes, transport=Transport.AMQP, binary_data=data)
+        if media == STRUCTURED:
+            return _structured(parse_json(message.body), message.body)
+        # A declared JSON type must parse; an undeclared one is JSON if it happens to parse.
+        document = parse_json(message.body) if is_json_media_type(media) else None
+        if not media:
+            document = json_or_none(message.body)
+        if isinstance(document, dict) and "specversion" in document:
+            return _structured(document, message.body)
+        return self._wrapped(message, media, document)
+
+    def _wrapped(self, message: AmqpMessage, media: str, document: Any) -> Candidate:
+        if not message.message_id:
+            raise RequestRejected(
+                "a message that is not a CloudEvent needs a message_id to become its id",
+                code=ErrorCode.MISSING_ATTRIBUTE,
+                field="message_id",
+            )
+        attributes: dict[str, Any] = {
+            "specversion": "1.0",
+            "id": message.message_id,
+            "source": self.settings.source or f"/amqp/{self.settings.queue}",
+            "type": message.type or self.settings.default_type,
+        }
+        if message.timestamp is not None:
+            attributes["time"] = _iso(message.timestamp)
+        if document is not None:
+            attributes["datacontenttype"] = "application/json"
+            data = json_data(document, message.body)
+        else:
+            attributes["datacontenttype"] = message.content_type or "text/plain"
+            data = binary_data(media or "text/plain", message.body)
+        return Candidate(raw=attributes, transport=Transport.AMQP, binary_data=data)
+
+    def _refused(
+        self, message: AmqpMessage, headers: Mapping[str, Any], rejection: EventRejection
+    ) -> Candidate:
+        # Quarantined under the attributes it carried, so it can be found and replayed.
+        attributes = _ce_attributes(headers) or {"id": message.message_id}
+        return Candidate(raw=attributes, transport=Transport.AMQP, rejection=rejection)
+
+
+def _structured(document: Any, body: bytes) -> Candidate:
+    # JSON can only spell a NUL as an escape: without one, validation need not look.
+    return Candidate(raw=document, transport=Transport.AMQP, may_hold_nul=NUL_ESCAPE in body)
+
+
+def _ce_attributes(headers: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        name[len(prefix) :]: _attribute_value(value)
+        for name, value in headers.items()
+        for prefix in _PREFIXES
+        if name.startswith(prefix)
+    }
+
+
+def _attribute_value(value: Any) -> Any:
+    """AMQP field values as CloudEvents attribute values (validation checks the types)."""
+    if isinstance(value, bytes | bytearray):
+        return bytes(value).decode(errors="replace")
+    if isinstance(value, datetime):
+        return _iso(value)
+    return value
+
+
+def _iso(moment: datetime) -> str:
+    aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    return aware.isoformat()
