@@ -176,8 +176,8 @@ def observe_time_skews(seconds_ahead: Iterable[float]) -> None:
             child._sum.inc(sums[future])
 
 
-def count_by_type(outcomes: Iterable[tuple[str, Outcome]]) -> None:
-    for (label, outcome), count in _Tally(outcomes).items():
+def count_by_type(counts: Iterable[tuple[tuple[str, Outcome], int]]) -> None:
+    for (label, outcome), count in counts:
         EVENTS_BY_TYPE.labels(type=label, outcome=outcome).inc(count)
 
 

@@ -38,9 +38,14 @@ class QualityRecorder:
 
     def record(self, batch: Sequence[Writable], outcomes: Sequence[Outcome]) -> None:
         minute = _minute(self._wall_clock())
-        keys = [_key(minute, item, outcome) for item, outcome in zip(batch, outcomes, strict=True)]
-        self._pending.update(keys)
-        metrics.count_by_type((key.type, Outcome(key.outcome)) for key in keys)
+        # Tallied first, so the keys and the Prometheus increments are made per distinct
+        # (type, outcome, code) of the batch, not per event.
+        tally = Counter(map(_facts, batch, outcomes))
+        for (label, outcome, code), count in tally.items():
+            self._pending[QualityKey(minute, label, outcome.value, code)] += count
+        metrics.count_by_type(
+            ((label, outcome), count) for (label, outcome, _), count in tally.items()
+        )
 
     async def flush(self) -> None:
         pending, self._pending = self._pending, Counter()
@@ -76,11 +81,11 @@ def _minute(moment: datetime) -> datetime:
     return moment.replace(second=0, microsecond=0)
 
 
-def _key(minute: datetime, item: Writable, outcome: Outcome) -> QualityKey:
+def _facts(item: Writable, outcome: Outcome) -> tuple[str, Outcome, str]:
     label = metrics.type_label(item.type, known=item.contract_version is not None)
     if isinstance(item, AnonymizedEvent):
         # An event the writer turned away is one PostgreSQL refused (see the writer).
         code = ErrorCode.STORAGE_REFUSED_VALUE.value if outcome is Outcome.REJECTED else ""
     else:
         code = item.code.value
-    return QualityKey(minute, label, outcome.value, code)
+    return label, outcome, code
