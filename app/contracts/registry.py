@@ -84,6 +84,7 @@ class ContractRegistry:
             if contract.schema_id is not None:
                 self._by_id[contract.schema_id] = contract
         self._count = len(contracts)
+        self._types = frozenset(self._latest)
 
     @classmethod
     def empty(cls) -> ContractRegistry:
@@ -111,7 +112,7 @@ class ContractRegistry:
 
     @property
     def types(self) -> frozenset[str]:
-        return frozenset(self._latest)
+        return self._types
 
     def latest(self, event_type: str) -> Contract | None:
         return self._latest.get(event_type)
