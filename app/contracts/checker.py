@@ -21,7 +21,7 @@ never kept.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -190,9 +190,14 @@ class ContractChecker:
                     break
                 drops = set()
             event.data_json = None if data is _DROPPED else orjson.dumps(data).decode()
-        event.violations_json = orjson.dumps(
-            [{"code": v.code, "field": v.field, "keyword": v.keyword} for v in violations]
-        ).decode()
+        event.violations_json = violations_json(violations)
+
+
+def violations_json(violations: Sequence[Violation]) -> str:
+    """How violations are stored (events and quarantine rows): code, path, keyword."""
+    return orjson.dumps(
+        [{"code": v.code, "field": v.field, "keyword": v.keyword} for v in violations]
+    ).decode()
 
 
 class _Dropped:

@@ -20,7 +20,7 @@ import orjson
 
 from app.clock import MonotonicClock, WallClock, monotonic, utc_now
 from app.config import BatchSettings, LimitSettings
-from app.contracts.checker import ContractChecker, Refusal, Verdict
+from app.contracts.checker import ContractChecker, Refusal, Verdict, violations_json
 from app.errors import ErrorCode, EventRejection, Violation
 from app.observability import metrics
 from app.pipeline.anonymize import Anonymizer
@@ -224,12 +224,6 @@ def refused_event_record(event: AnonymizedEvent, refusal: Refusal) -> Quarantine
         event_json=envelope_json(event),
         held=refusal.held,
     )
-
-
-def violations_json(violations: Sequence[Violation]) -> str:
-    return orjson.dumps(
-        [{"code": v.code, "field": v.field, "keyword": v.keyword} for v in violations]
-    ).decode()
 
 
 def _attributes(event: AnonymizedEvent) -> dict[str, Any]:
