@@ -13,21 +13,23 @@ import asyncio
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
+import asyncpg
 import orjson
 import uvicorn
 
 from app.clock import utc_now
 from app.config import Environment, Settings
 from app.contracts.checker import ContractChecker
-from app.contracts.registry import ContractError, ContractRegistry, load_contracts
+from app.contracts.registry import ContractError, ContractRegistry
 from app.observability.logging import configure_logging, logging_config
-from app.pipeline.replay import Replayer
+from app.pipeline.replay import Replayer, ReplayReport
 from app.pipeline.writer import BatchWriter
 from app.privacy.policy import PolicyError, load_policy
 from app.storage import migrations
@@ -107,12 +109,36 @@ def _configuration_is_valid(settings: Settings) -> bool:
     except PolicyError as exc:
         print(f"sluice: invalid anonymization policy: {exc}", file=sys.stderr)
         return False
+    return _checker_or_none(settings) is not None
+
+
+def _checker_or_none(settings: Settings) -> ContractChecker | None:
+    """The compiled contracts, or None after saying which file is wrong and why."""
     try:
-        load_contracts(settings.contracts)
+        return ContractChecker.from_settings(settings.contracts, settings.quality)
     except ContractError as exc:
-        print(f"sluice: invalid contract: {exc}", file=sys.stderr)
-        return False
-    return True
+        _say_invalid_contract(exc)
+        return None
+
+
+def _say_invalid_contract(exc: ContractError) -> None:
+    print(f"sluice: invalid contract: {exc}", file=sys.stderr)
+
+
+def _run_on_pool(
+    url: str, settings: Settings, work: Callable[[asyncpg.Pool], Awaitable[Any]]
+) -> None:
+    """Run `work` on a pool of its own and print its report (a dataclass) as one JSON line."""
+
+    async def run() -> None:
+        pool = await create_pool(url, settings.db)
+        try:
+            report = await work(pool)
+        finally:
+            await pool.close()
+        print(orjson.dumps(asdict(report), default=str).decode())
+
+    asyncio.run(run())
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
@@ -177,18 +203,11 @@ def _downgrade(args: argparse.Namespace, settings: Settings) -> int:
 
 def _maintain(_: argparse.Namespace, settings: Settings) -> int:
     url = _database_url(settings, keep_running=False)  # starts its own loop when embedded
-
-    async def run() -> None:
-        pool = await create_pool(url, settings.db)
-        try:
-            report = await maintain(
-                EventRepository(pool), settings.db, settings.retention, utc_now()
-            )
-        finally:
-            await pool.close()
-        print(orjson.dumps(asdict(report), default=str).decode())
-
-    asyncio.run(run())
+    _run_on_pool(
+        url,
+        settings,
+        lambda pool: maintain(EventRepository(pool), settings.db, settings.retention, utc_now()),
+    )
     return 0
 
 
@@ -200,39 +219,30 @@ def _check_contracts(args: argparse.Namespace, settings: Settings) -> int:
     try:
         registry = ContractRegistry.load(directory, default_mode=settings.contracts.default_mode)
     except ContractError as exc:
-        print(f"sluice: invalid contract: {exc}", file=sys.stderr)
+        _say_invalid_contract(exc)
         return 2
     print(f"{len(registry)} contracts for {len(registry.types)} types: OK")
     return 0
 
 
 def _replay(args: argparse.Namespace, settings: Settings) -> int:
-    try:
-        checker = ContractChecker(
-            load_contracts(settings.contracts), settings.contracts, settings.quality
-        )
-    except ContractError as exc:
-        print(f"sluice: invalid contract: {exc}", file=sys.stderr)
+    checker = _checker_or_none(settings)
+    if checker is None:
         return 2
     url = _database_url(settings, keep_running=False)
     where = QuarantineFilter(args.code, args.type, args.source, args.since, args.until)
 
-    async def run() -> None:
-        pool = await create_pool(url, settings.db)
-        try:
-            writer = BatchWriter(
-                EventRepository(pool), settings.db, max_backoff_s=settings.batch.retry_max_backoff_s
-            )
-            replayer = Replayer(
-                QuarantineRepository(pool),
-                checker,
-                writer,
-                write_timeout_s=settings.batch.ack_timeout_s,
-            )
-            report = await replayer.replay(where, dry_run=args.dry_run, max_rows=args.max_rows)
-        finally:
-            await pool.close()
-        print(orjson.dumps(asdict(report)).decode())
+    def replay(pool: asyncpg.Pool) -> Awaitable[ReplayReport]:
+        writer = BatchWriter(
+            EventRepository(pool), settings.db, max_backoff_s=settings.batch.retry_max_backoff_s
+        )
+        replayer = Replayer(
+            QuarantineRepository(pool),
+            checker,
+            writer,
+            write_timeout_s=settings.batch.ack_timeout_s,
+        )
+        return replayer.replay(where, dry_run=args.dry_run, max_rows=args.max_rows)
 
-    asyncio.run(run())
+    _run_on_pool(url, settings, replay)
     return 0

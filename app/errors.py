@@ -163,6 +163,10 @@ class Violation:
     field: str
     keyword: str | None = None
 
+    def as_dict(self) -> dict[str, str | None]:
+        """As rows store it and answers show it."""
+        return {"code": self.code.value, "field": self.field, "keyword": self.keyword}
+
 
 class SluiceError(Exception):
     code: ErrorCode

@@ -30,7 +30,6 @@ from app.clock import utc_now
 from app.config import DEVELOPMENT_PSEUDONYM_KEY, HttpAck, Settings
 from app.consumer import Consumer
 from app.contracts.checker import ContractChecker
-from app.contracts.registry import load_contracts
 from app.observability.access_log import AccessLogMiddleware
 from app.observability.logging import configure_logging
 from app.pipeline.batcher import Batcher
@@ -94,9 +93,7 @@ async def pipeline(settings: Settings) -> AsyncIterator[Services]:
     keyring = Keyring.from_settings(settings.privacy)
     anonymizer = PolicyAnonymizer(load_policy(settings.privacy.policy_path), keyring)
     log.info("anonymization policy loaded", extra={"policy_version": anonymizer.policy_version})
-    checker = ContractChecker(
-        load_contracts(settings.contracts), settings.contracts, settings.quality
-    )
+    checker = ContractChecker.from_settings(settings.contracts, settings.quality)
     log.info("data contracts loaded", extra={"contracts": len(checker.registry)})
     if settings.privacy.pseudonym_key is None:
         log.warning(

@@ -173,8 +173,5 @@ def _render_result(index: int, result: EventResult) -> dict[str, Any]:
     elif result.status is Outcome.SUPPRESSED:
         rendered["code"] = ErrorCode.SUPPRESSED.value
     if result.violations:
-        rendered["violations"] = [
-            {"code": v.code.value, "field": v.field, "keyword": v.keyword}
-            for v in result.violations
-        ]
+        rendered["violations"] = [violation.as_dict() for violation in result.violations]
     return rendered

@@ -30,7 +30,7 @@ import jsonschema_rs
 import orjson
 
 from app.config import ContractMode, ContractSettings, QualitySettings, UnknownTypePolicy
-from app.contracts.registry import Contract, ContractRegistry
+from app.contracts.registry import Contract, ContractRegistry, load_contracts
 from app.errors import ErrorCode, EventRejection, Violation
 from app.observability import metrics
 from app.pipeline.events import AnonymizedEvent
@@ -62,6 +62,13 @@ PASSED = Verdict(None, ())
 
 
 class ContractChecker:
+    @classmethod
+    def from_settings(
+        cls, contracts: ContractSettings, quality: QualitySettings
+    ) -> ContractChecker:
+        """Loads and compiles the contracts; raises `ContractError` naming a bad file."""
+        return cls(load_contracts(contracts), contracts, quality)
+
     def __init__(
         self,
         registry: ContractRegistry,
@@ -195,9 +202,7 @@ class ContractChecker:
 
 def violations_json(violations: Sequence[Violation]) -> str:
     """How violations are stored (events and quarantine rows): code, path, keyword."""
-    return orjson.dumps(
-        [{"code": v.code, "field": v.field, "keyword": v.keyword} for v in violations]
-    ).decode()
+    return orjson.dumps([violation.as_dict() for violation in violations]).decode()
 
 
 class _Dropped:

@@ -114,13 +114,26 @@ def event_from_envelope(
 ) -> AnonymizedEvent:
     """The inverse of `envelope_json`, for replay."""
     attributes = {k: v for k, v in envelope.items() if k != "extensions"}
-    if attributes.get("time") is not None:
-        attributes["time"] = datetime.fromisoformat(attributes["time"])
+    return anonymized_event_from(
+        attributes
+        | {
+            "data_json": data_json,
+            "extensions_json": orjson.dumps(envelope.get("extensions") or {}).decode(),
+            "transport": transport,
+        }
+    )
+
+
+def anonymized_event_from(document: dict[str, Any]) -> AnonymizedEvent:
+    """An `AnonymizedEvent` from its fields as JSON gave them back (`time` as RFC 3339
+    text, `transport` as its name): for replay and for forwarded broker messages."""
+    time = document.get("time")
     return AnonymizedEvent(
-        **attributes,
-        data_json=data_json,
-        extensions_json=orjson.dumps(envelope.get("extensions") or {}).decode(),
-        transport=transport,
+        **document
+        | {
+            "time": datetime.fromisoformat(time) if time is not None else None,
+            "transport": Transport(document["transport"]),
+        }
     )
 
 

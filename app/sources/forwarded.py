@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import dataclasses
 import hmac
-from datetime import datetime
 from typing import Any
 
 import orjson
 
 from app.errors import ErrorCode, EventRejection
-from app.pipeline.events import AnonymizedEvent, QuarantineRecord, Transport, Writable
+from app.pipeline.events import QuarantineRecord, Transport, Writable, anonymized_event_from
 from app.privacy.keyring import Keyring
 
 CONTENT_TYPE = "application/vnd.sluice.writable+json"
@@ -71,12 +70,10 @@ def _verified(body: bytes, signature: str, keyring: Keyring) -> bool:
 
 def _writable(document: dict[str, Any]) -> Writable:
     kind = document.pop("kind")
-    document["transport"] = Transport(document["transport"])
     if kind == "quarantine":
+        document["transport"] = Transport(document["transport"])
         document["code"] = ErrorCode(document["code"])
         return QuarantineRecord(**document)
     if kind != "event":
         raise ValueError(kind)
-    time = document["time"]
-    document["time"] = datetime.fromisoformat(time) if time is not None else None
-    return AnonymizedEvent(**document)
+    return anonymized_event_from(document)
