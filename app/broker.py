@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 import aio_pika
@@ -114,6 +115,24 @@ async def declare_topology(channel: AbstractChannel, settings: AmqpSettings) -> 
     return await channel.declare_queue(settings.queue, durable=True, arguments=arguments)
 
 
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """A message to publish: its body, content type and application headers."""
+
+    body: bytes
+    content_type: str
+    headers: dict[str, str]
+
+
+def _persistent(message: Outgoing) -> aio_pika.Message:
+    return aio_pika.Message(
+        message.body,
+        content_type=message.content_type,
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        headers=dict(message.headers),
+    )
+
+
 class BrokerPublisher:
     """Publishes to the events queue and waits for the broker's confirms."""
 
@@ -125,8 +144,9 @@ class BrokerPublisher:
         self._declared = False
         self._opening = asyncio.Lock()
 
-    async def publish(self, messages: Sequence[aio_pika.Message]) -> None:
-        """Returns once RabbitMQ confirmed every message; raises `BrokerUnavailable`."""
+    async def publish(self, messages: Sequence[Outgoing]) -> None:
+        """Publishes each as a persistent message; returns once RabbitMQ confirmed every
+        one, or raises `BrokerUnavailable`."""
         if not self._link.connected:
             raise self._unavailable("not connected to RabbitMQ")
         try:
@@ -135,7 +155,7 @@ class BrokerPublisher:
                 confirms = await asyncio.gather(
                     *(
                         channel.default_exchange.publish(
-                            message, routing_key=self._settings.queue, mandatory=True
+                            _persistent(message), routing_key=self._settings.queue, mandatory=True
                         )
                         for message in messages
                     ),

@@ -1,29 +1,32 @@
-"""The RabbitMQ consumer: deliveries → micro-batches → the ingest spine → ack after commit.
+"""The RabbitMQ consumer: each delivery → the pipeline → ack after its commit.
 
 Run by `python -m app consume`, its own process (never inside a web worker), on the same
-pipeline the web process builds (`app.main.pipeline`).
+pipeline the web process builds (`app.main.pipeline`). It has no batching of its own:
+each delivery is decoded and submitted as one message to the process's `Batcher`, which
+cuts batches for every source alike; the broker's `prefetch_count` bounds how many
+deliveries are unacked at once.
 
-- Deliveries are gathered into micro-batches of up to `SLUICE_BATCH_MAX_SIZE`, cut when
-  full or when the oldest has waited `SLUICE_BATCH_MAX_DELAY_MS`, and each is handed to
-  `IngestService.ingest` with `AckMode.COMMITTED`. Several micro-batches may be in flight;
-  the broker's `prefetch_count` bounds how many deliveries are unacked at once.
 - A delivery is acked only after the batch holding it committed, whatever its outcome:
   stored, duplicate (a redelivery), suppressed, or rejected (its quarantine row committed
   in the same batch), so a poison message is settled, never redelivered forever.
   Acks go out in delivery order: a contiguous run of committed deliveries is acked with
-  one `multiple` ack on its last tag; a delivery whose batch is still writing holds back
-  the ack of later ones (never acks them early).
-- A full buffer (`BufferFull`) means this process is busy, not that the messages are
-  bad: the batch waits and tries again, holding its deliveries, so the consumer stops
-  pulling (prefetch). Any other `Retryable` (the database is down past the write's retry
-  budget) nacks the batch with requeue after an exponential backoff (up to
-  `SLUICE_AMQP_RETRY_MAX_BACKOFF_S`); the queue's delivery limit bounds those retries, then
-  the dead-letter exchange takes the message.
+  one `multiple` ack on its last tag (all the deliveries one batch commits settle
+  together); a delivery whose batch is still writing holds back the ack of later ones
+  (never acks them early).
+- Messages another Sluice process prepared (broker-backed HTTP mode) are told apart by
+  their content type and go in as the signed writables they carry
+  (`pipeline/forwarding.py`); one whose signature fails is quarantined.
+- A full buffer (`BufferFull`) means this process is busy, not that the message is bad:
+  the delivery waits and is submitted again, held, so the consumer stops pulling
+  (prefetch). Any other `Retryable` (the database is down past the write's retry budget)
+  nacks the delivery with requeue after an exponential backoff (up to
+  `SLUICE_AMQP_RETRY_MAX_BACKOFF_S`); the queue's delivery limit bounds those retries,
+  then the dead-letter exchange takes the message.
 - After a reconnect the old channel's deliveries are void (the broker has requeued them);
   settling them fails quietly and their redeliveries are absorbed as duplicates.
-- `stop()` cancels the subscription, writes what was gathered, waits for every batch in
-  flight to commit and be acked, then closes the channel, which returns every delivery
-  not taken into a batch to the queue: a SIGTERM loses nothing and stores nothing unacked.
+- `stop()` cancels the subscription, waits until every delivery taken is committed and
+  acked (or nacked), then closes the channel, which returns every delivery not taken to
+  the queue: a SIGTERM loses nothing and stores nothing unacked.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ import asyncio
 import contextlib
 import logging
 from collections import OrderedDict
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable
 from dataclasses import dataclass
 
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
@@ -40,61 +43,106 @@ from aio_pika.exceptions import CONNECTION_EXCEPTIONS
 
 from app.broker import BrokerLink, declare_topology
 from app.config import Settings
-from app.errors import BufferFull, Retryable
+from app.errors import BufferFull, RequestRejected, Retryable
+from app.model.events import Candidate, Transport, Writable
 from app.observability import metrics
-from app.pipeline.events import Candidate, Transport, Writable
-from app.pipeline.ingest import AckMode, IngestService
+from app.pipeline import forwarding
+from app.pipeline.forwarding import ForwardedDecoder
+from app.pipeline.ingest import Pipeline
+from app.pipeline.message import Message
 from app.sources.amqp import AmqpDecoder, AmqpMessage
 
 log = logging.getLogger(__name__)
 
+# Every failed delivery doubles the pause once; past this the ceiling holds anyway.
+_MAX_DOUBLINGS = 16
+
 
 @dataclass(slots=True, eq=False)
-class Pending:
-    """One delivery, decoded, waiting for its batch to commit."""
+class Unsettled:
+    """One delivery taken, not yet acked or nacked."""
 
     delivery: AbstractIncomingMessage
-    item: Candidate | Writable
     channel: object  # the channel it came on: tags are numbered per channel
     tag: int
     committed: bool = False
 
 
 class Acknowledger:
-    """Settles deliveries in tag order per channel: one `multiple` ack per committed run."""
+    """Settles deliveries in tag order per channel: one `multiple` ack per committed run.
+
+    Commits are marked as they are reported; the runs they complete are acked once the
+    deliveries reported together (one batch's) are all marked, so a batch of deliveries
+    costs one ack, not one per delivery."""
 
     def __init__(self) -> None:
-        self._open: dict[object, OrderedDict[int, Pending]] = {}
+        self._open: dict[object, OrderedDict[int, Unsettled]] = {}
+        self._count = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._acking: asyncio.Task[None] | None = None
+        self._ack_again = False
 
-    def track(self, delivery: AbstractIncomingMessage, item: Candidate | Writable) -> Pending:
-        pending = Pending(delivery, item, delivery.channel, delivery.delivery_tag or 0)
-        self._open.setdefault(pending.channel, OrderedDict())[pending.tag] = pending
-        return pending
+    def track(self, delivery: AbstractIncomingMessage) -> Unsettled:
+        unsettled = Unsettled(delivery, delivery.channel, delivery.delivery_tag or 0)
+        self._open.setdefault(unsettled.channel, OrderedDict())[unsettled.tag] = unsettled
+        self._count += 1
+        self._idle.clear()
+        return unsettled
 
-    async def ack(self, batch: Sequence[Pending]) -> None:
-        for pending in batch:
-            pending.committed = True
-        metrics.AMQP_SETTLED.labels(settlement="acked").inc(len(batch))
-        await self._ack_committed_runs(batch)
+    def committed(self, unsettled: Unsettled) -> None:
+        unsettled.committed = True
+        metrics.AMQP_SETTLED.labels(settlement="acked").inc()
+        self._schedule_acks()
 
-    async def nack(self, batch: Sequence[Pending]) -> None:
-        for pending in batch:
-            opened = self._open.get(pending.channel)
-            if opened is not None and opened.pop(pending.tag, None) is not None:
-                metrics.AMQP_SETTLED.labels(settlement="nacked").inc()
-                await _settle(pending.delivery.nack(requeue=True))
-        await self._ack_committed_runs(batch)
+    async def nack(self, unsettled: Unsettled) -> None:
+        opened = self._open.get(unsettled.channel)
+        if opened is not None and opened.pop(unsettled.tag, None) is not None:
+            self._settled(1)
+            metrics.AMQP_SETTLED.labels(settlement="nacked").inc()
+            await _settle(unsettled.delivery.nack(requeue=True))
+        self._schedule_acks()  # committed deliveries behind this one may now go
 
-    async def _ack_committed_runs(self, batch: Sequence[Pending]) -> None:
-        for channel in {id(p.channel): p.channel for p in batch}.values():
-            opened = self._open.get(channel)
-            last: Pending | None = None
-            while opened and (head := next(iter(opened.values()))).committed:
-                last = opened.pop(head.tag)
-            if opened is not None and not opened:
-                del self._open[channel]
-            if last is not None:
-                await _settle(last.delivery.ack(multiple=True))
+    def _schedule_acks(self) -> None:
+        # Scheduled, not run now: the other deliveries of the same batch are reported in
+        # the same turn of the loop, and join this run.
+        if self._acking is None:
+            self._acking = asyncio.get_running_loop().create_task(self._ack_runs())
+        else:
+            self._ack_again = True
+
+    async def idle(self) -> None:
+        """Until every tracked delivery is settled."""
+        await self._idle.wait()
+
+    async def _ack_runs(self) -> None:
+        try:
+            while True:
+                self._ack_again = False
+                for channel in list(self._open):
+                    await self._ack_committed_run(channel)
+                if not self._ack_again:
+                    return
+        finally:
+            self._acking = None
+
+    async def _ack_committed_run(self, channel: object) -> None:
+        opened = self._open[channel]
+        last: Unsettled | None = None
+        count = 0
+        while opened and (head := next(iter(opened.values()))).committed:
+            last = opened.pop(head.tag)
+            count += 1
+        if not opened:
+            del self._open[channel]
+        if last is not None:
+            self._settled(count)
+            await _settle(last.delivery.ack(multiple=True))
+
+    def _settled(self, count: int) -> None:
+        self._count -= count
+        if self._count == 0:
+            self._idle.set()
 
 
 async def _settle(operation: Awaitable[None]) -> None:
@@ -105,31 +153,45 @@ async def _settle(operation: Awaitable[None]) -> None:
         log.info("delivery not settled: its channel closed", extra={"error": type(exc).__name__})
 
 
+@dataclass(frozen=True, slots=True)
+class DeliveryDecoder:
+    """What a delivery holds: CloudEvents to prepare, or the writables another Sluice
+    process prepared (told apart by content type); a forwarded message that cannot be
+    trusted or read becomes a rejected candidate, quarantined like any other."""
+
+    events: AmqpDecoder
+    forwarded: ForwardedDecoder
+
+    def decode(self, wire: AmqpMessage) -> tuple[list[Candidate], list[Writable]]:
+        if not forwarding.is_forwarded(wire):
+            return self.events.decode(wire), []
+        try:
+            return [], self.forwarded.decode(wire)
+        except RequestRejected as rejected:
+            return self.events.rejected(wire, rejected), []
+
+
 class Consumer:
     def __init__(
         self,
         link: BrokerLink,
-        ingest: IngestService,
-        decoder: AmqpDecoder,
+        pipeline: Pipeline,
+        decoder: DeliveryDecoder,
         settings: Settings,
     ) -> None:
         self._link = link
-        self._ingest = ingest
+        self._pipeline = pipeline
         self._decoder = decoder
         self._amqp = settings.amqp
-        self._batch_size = settings.batch.max_size
-        self._max_delay_s = settings.batch.max_delay.total_seconds()
         self._prefetch = settings.amqp.prefetch_for(settings.batch)
         self._acks = Acknowledger()
-        self._gathered: list[Pending] = []
-        self._timer: asyncio.TimerHandle | None = None
-        self._batches: set[asyncio.Task[None]] = set()
         self._stopping = asyncio.Event()
         self._failures = 0  # consecutive transient failures: the backoff grows with them
         self._channel: AbstractChannel | None = None
         self._queue: AbstractQueue | None = None
         self._consumer_tag: str | None = None
         self._task: asyncio.Task[None] | None = None
+        self._retries: set[asyncio.Task[None]] = set()
 
     @property
     def connected(self) -> bool:
@@ -149,9 +211,7 @@ class Consumer:
         if self._queue is not None and self._consumer_tag is not None:
             with contextlib.suppress(*CONNECTION_EXCEPTIONS):
                 await self._queue.cancel(self._consumer_tag)
-        self._cut()
-        while self._batches:
-            await asyncio.gather(*self._batches, return_exceptions=True)
+        await self._acks.idle()
         if self._channel is not None:
             with contextlib.suppress(*CONNECTION_EXCEPTIONS):
                 await self._channel.close()
@@ -177,11 +237,15 @@ class Consumer:
 
     async def _on_delivery(self, delivery: AbstractIncomingMessage) -> None:
         if self._stopping.is_set():
-            # Arrived after stop() drained the batches (aiormq hands each delivery to a task
-            # of its own, which may run late): left unsettled, so closing the channel returns
-            # it to the queue. Writing it now could commit it after its channel is gone.
+            # Arrived after stop() began (aiormq hands each delivery to a task of its own,
+            # which may run late): left unsettled, so closing the channel returns it to
+            # the queue. Writing it now could commit it after its channel is gone.
             return
-        message = AmqpMessage(
+        try:
+            unsettled = self._acks.track(delivery)
+        except CONNECTION_EXCEPTIONS:
+            return  # its channel closed before it was seen: the broker has requeued it
+        wire = AmqpMessage(
             body=delivery.body,
             content_type=delivery.content_type,
             message_id=delivery.message_id,
@@ -189,54 +253,53 @@ class Consumer:
             timestamp=delivery.timestamp,
             headers=delivery.headers,
         )
-        try:
-            pending = self._acks.track(delivery, self._decoder.decode(message))
-        except CONNECTION_EXCEPTIONS:
-            return  # its channel closed before it was seen: the broker has requeued it
-        self._gathered.append(pending)
-        if len(self._gathered) >= self._batch_size:
-            self._cut()
-        elif self._timer is None:
-            self._timer = asyncio.get_running_loop().call_later(self._max_delay_s, self._cut)
+        await self._submit(unsettled, self._message_of(wire))
 
-    def _cut(self) -> None:
-        """Hand what was gathered to the pipeline as one micro-batch."""
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        while self._gathered:
-            batch = self._gathered[: self._batch_size]
-            del self._gathered[: self._batch_size]
-            task = asyncio.create_task(self._write(batch))
-            self._batches.add(task)
-            task.add_done_callback(self._batches.discard)
+    def _message_of(self, wire: AmqpMessage) -> Message[Candidate]:
+        """Forwarded writables have nothing left to prepare: they ride as finished."""
+        candidates, writables = self._decoder.decode(wire)
+        count = len(candidates) + len(writables)
+        ticket = self._pipeline.ticket([(None, None)] * count, Transport.AMQP)
+        message = Message.of(ticket, candidates)
+        for position, writable in enumerate(writables, start=len(candidates)):
+            message.finish(position, writable)
+        return message
 
-    async def _write(self, batch: list[Pending]) -> None:
-        candidates = [p.item for p in batch if isinstance(p.item, Candidate)]
-        forwarded = [p.item for p in batch if not isinstance(p.item, Candidate)]
+    async def _submit(self, unsettled: Unsettled, message: Message[Candidate]) -> None:
         while True:
             try:
-                await self._ingest.ingest(
-                    candidates, transport=Transport.AMQP, ack=AckMode.COMMITTED, forwarded=forwarded
-                )
+                await self._pipeline.submit(message)
             except BufferFull:
                 if await self._paused(self._amqp.retry_backoff_s):
                     continue  # held, not nacked: a busy process is no fault of the message
             except Retryable as error:
-                log.warning("batch not committed; nacking", extra={"code": str(error.code)})
-                self._failures += 1
-                await self._paused(self._backoff_s())
-            except Exception:  # a bug must not strand deliveries: the delivery limit bounds it
-                log.exception("batch failed unexpectedly; nacking")
-            else:
-                self._failures = 0
-                await self._acks.ack(batch)
+                await self._nack_later(unsettled, error)
                 return
-            await self._acks.nack(batch)
+            except Exception:  # a bug must not strand deliveries: the delivery limit bounds it
+                log.exception("delivery failed unexpectedly; nacking")
+            else:
+                message.ticket.when_settled(lambda error: self._settled(unsettled, error))
+                return
+            await self._acks.nack(unsettled)
             return
 
+    def _settled(self, unsettled: Unsettled, error: Retryable | None) -> None:
+        if error is None:
+            self._failures = 0
+            self._acks.committed(unsettled)
+            return
+        task = asyncio.get_running_loop().create_task(self._nack_later(unsettled, error))
+        self._retries.add(task)
+        task.add_done_callback(self._retries.discard)
+
+    async def _nack_later(self, unsettled: Unsettled, error: Retryable) -> None:
+        log.warning("delivery not committed; nacking", extra={"code": str(error.code)})
+        self._failures += 1
+        await self._paused(self._backoff_s())
+        await self._acks.nack(unsettled)
+
     def _backoff_s(self) -> float:
-        growth: float = 2.0 ** (self._failures - 1)
+        growth: float = 2.0 ** min(self._failures - 1, _MAX_DOUBLINGS)
         return min(self._amqp.retry_max_backoff_s, self._amqp.retry_backoff_s * growth)
 
     async def _paused(self, seconds: float) -> bool:

@@ -1,20 +1,36 @@
 """Every failure Sluice reports, with the code a machine can branch on.
 
-The tree::
+The tree (every exception class of the project; where it is raised in brackets)::
 
-    SluiceError                      one root: `except SluiceError` catches only ours
+    SluiceError                      raised while serving: carries an `ErrorCode`
     ├── InvalidInput                 the input is wrong; retrying it cannot help
     │   ├── RequestRejected          the request as a whole is unusable (400/413/415/422)
+    │   │                            [sources/, api/]
     │   ├── Unauthorized             401: no valid credential (admin token, push OIDC token)
-    │   └── Forbidden                403: a valid credential that is not allowed here
+    │   ├── Forbidden                403: a valid credential that is not allowed here
+    │   └── StorageRefusedValue      PostgreSQL refused a value (SQLSTATE 22, 23, 54); the
+    │                                batch writer splits the batch to find the event
+    │                                [storage/repository.py]
     └── Retryable                    the service cannot take it *now*; try again later
         ├── BufferFull               429: the in-memory buffer is at capacity
         ├── ShuttingDown             503: the process is draining for exit
-        ├── StorageUnavailable       503: PostgreSQL failed past the retry budget
+        ├── StorageUnavailable       503: PostgreSQL failed past the retry budget, or with
+        │   │                        an error no retry fixes (a missing table)
+        │   └── TransientStorageError  the same statement may succeed if retried
+        │       │                    (connection lost, deadlock, timeout) [storage/]
+        │       └── PartitionMissing   no partition holds the batch's time: create, retry
         └── BrokerUnavailable        503: RabbitMQ did not confirm (broker-backed HTTP mode)
 
-A single event that is refused is not an exception: it is an `EventRejection` value in
-the per-event results (and a quarantine row), so one bad event never fails its batch.
+    ConfigurationError               raised at start-up: the deployment's files are unusable
+    ├── PolicyError                  the privacy policy file [privacy/]
+    └── ContractError                a data contract or `contracts.yaml` [contracts/]
+
+A process refuses to start on a `ConfigurationError` (the CLI prints it and exits 2), so
+it never meets a request; that is why it has no `ErrorCode` and sits outside `SluiceError`.
+
+A single event that is rejected is not an exception: it is a `Rejection` value
+(`app.model.outcomes`) in the per-event results and a quarantine row, so one bad event
+never fails its batch.
 
 `ErrorCode` is the shared taxonomy of every source and every outcome: each code knows its
 HTTP status, whether a retry can succeed, and so what a message source answers its broker
@@ -25,7 +41,6 @@ them, with `raise ... from exc`, and never leave that module unmapped.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from enum import StrEnum
 
 
@@ -145,29 +160,6 @@ _STATUS: dict[ErrorCode, int] = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class EventRejection:
-    """Why one event was refused. `field` names an attribute or path, never a value."""
-
-    code: ErrorCode
-    field: str | None
-    message: str
-
-
-@dataclass(frozen=True, slots=True)
-class Violation:
-    """One failed contract or quality check: where (`data.items[2].price`) and which
-    schema keyword, never the offending value."""
-
-    code: ErrorCode
-    field: str
-    keyword: str | None = None
-
-    def as_dict(self) -> dict[str, str | None]:
-        """As rows store it and answers show it."""
-        return {"code": self.code.value, "field": self.field, "keyword": self.keyword}
-
-
 class SluiceError(Exception):
     code: ErrorCode
 
@@ -219,8 +211,32 @@ class StorageUnavailable(Retryable):
         super().__init__(message, code=ErrorCode.DATABASE_UNAVAILABLE, retry_after_s=retry_after_s)
 
 
+class TransientStorageError(StorageUnavailable):
+    """A database error that the same statement may overcome if retried."""
+
+
+class PartitionMissing(TransientStorageError):
+    """No partition holds the batch's `received_at` (dropped by hand, or the clock stepped
+    back): create the partitions and retry. The tables have no CHECK constraints, so
+    SQLSTATE 23514 from a write can only mean this."""
+
+
+class StorageRefusedValue(InvalidInput):
+    """PostgreSQL refused a value (SQLSTATE class 22, 23 or 54); nothing was written.
+
+    The batch writer splits the batch to isolate the value; anywhere else it reaches the
+    edge as a 422, since the input, not the service, is at fault."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, code=ErrorCode.STORAGE_REFUSED_VALUE)
+
+
 class BrokerUnavailable(Retryable):
     def __init__(
         self, message: str = "message broker unavailable", *, retry_after_s: int = 1
     ) -> None:
         super().__init__(message, code=ErrorCode.BROKER_UNAVAILABLE, retry_after_s=retry_after_s)
+
+
+class ConfigurationError(Exception):
+    """A file or setting the process needs is unusable; the message says where and why."""

@@ -3,6 +3,8 @@
 Start-up, in order: connection pool → partitions for now and ahead → batching loop →
 periodic maintenance (`pipeline`, shared by the web and the consumer process) → the
 RabbitMQ link (consumer process; web process in broker-backed HTTP mode) → the consumer.
+`build_pipeline` is the one place the way through is assembled: validate → anonymize →
+contract → a sink (the buffer, or the broker in broker-backed HTTP mode).
 Shutdown in reverse: the consumer stops and acks what committed, the link closes,
 maintenance stops, the batcher refuses new events and flushes every buffered one, then
 the pool closes. Nothing connects at import.
@@ -28,15 +30,20 @@ from app.api.pubsub import pubsub_router
 from app.broker import BrokerLink, BrokerPublisher
 from app.clock import utc_now
 from app.config import DEVELOPMENT_PSEUDONYM_KEY, HttpAck, Settings
-from app.consumer import Consumer
+from app.consumer import Consumer, DeliveryDecoder
 from app.contracts.checker import ContractChecker
+from app.model.events import AnonymizedEvent
 from app.observability.access_log import AccessLogMiddleware
 from app.observability.logging import configure_logging
+from app.pipeline.anonymize import Anonymizer
 from app.pipeline.batcher import Batcher
-from app.pipeline.forward import Forwarder
-from app.pipeline.ingest import IngestService
+from app.pipeline.forwarding import ForwardedDecoder
+from app.pipeline.ingest import Pipeline
+from app.pipeline.message import Step
 from app.pipeline.quality import QualityRecorder
 from app.pipeline.replay import Replayer
+from app.pipeline.sinks import Buffer, Forward
+from app.pipeline.steps import Anonymize, CheckContract, Validate
 from app.pipeline.writer import BatchWriter
 from app.privacy.engine import PolicyAnonymizer
 from app.privacy.keyring import Keyring
@@ -129,9 +136,9 @@ async def pipeline(settings: Settings) -> AsyncIterator[Services]:
             settings=settings,
             repository=repository,
             batcher=batcher,
-            ingest=IngestService(
-                batcher, anonymizer, checker, limits=settings.limits, batch=settings.batch
-            ),
+            pipeline=build_pipeline(settings, anonymizer, checker, Buffer(batcher)),
+            anonymizer=anonymizer,
+            checker=checker,
             subjects=SubjectRepository(pool),
             keyring=keyring,
             push_authenticator=PushAuthenticator(settings.pubsub, http),
@@ -183,8 +190,21 @@ async def _broker_mode(settings: Settings, services: Services) -> AsyncIterator[
         return
     async with _broker_link(settings) as link:
         publisher = BrokerPublisher(link, settings.amqp, retry_after_s=settings.batch.retry_after_s)
-        forwarder = Forwarder(services.ingest, publisher, services.keyring)
-        yield replace(services, broker=link, forwarder=forwarder)
+        sink = Forward(publisher, services.keyring)
+        forwarding = build_pipeline(settings, services.anonymizer, services.checker, sink)
+        yield replace(services, broker=link, pipeline=forwarding)
+
+
+def build_pipeline(
+    settings: Settings,
+    anonymizer: Anonymizer,
+    checker: ContractChecker,
+    sink: Step[AnonymizedEvent],
+) -> Pipeline:
+    """validate → anonymize → contract → `sink`, each step handed the next."""
+    contract = CheckContract(checker, sink)
+    head = Validate(settings.limits, anonymizer, Anonymize(anonymizer, contract))
+    return Pipeline(head, ack_timeout_s=settings.batch.ack_timeout_s)
 
 
 def create_consumer_app(settings: Settings | None = None) -> FastAPI:
@@ -203,8 +223,10 @@ async def _consumer_lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Shutdown: the consumer stops and acks what committed, then the pipeline drains."""
     settings: Settings = app.state.settings
     async with pipeline(settings) as services, _broker_link(settings) as link:
-        decoder = AmqpDecoder(settings.amqp, settings.limits, services.keyring)
-        consumer = Consumer(link, services.ingest, decoder, settings)
+        decoder = DeliveryDecoder(
+            AmqpDecoder(settings.amqp, settings.limits), ForwardedDecoder(services.keyring)
+        )
+        consumer = Consumer(link, services.pipeline, decoder, settings)
         consumer.start()
         app.state.services = replace(services, broker=consumer)
         try:

@@ -26,7 +26,7 @@ from typing import Any, Literal
 import orjson
 
 from app.config import DEFAULT_POLICY_FILE
-from app.pipeline.events import CloudEvent, Transport
+from app.model.events import CloudEvent, Transport
 from app.privacy.engine import PolicyAnonymizer
 from app.privacy.keyring import Keyring
 from app.privacy.policy import load_policy

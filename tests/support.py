@@ -21,7 +21,7 @@ import asyncpg
 import httpx
 import pgserver
 
-from app.pipeline.events import AnonymizedEvent, Transport
+from app.model.events import AnonymizedEvent, Transport
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 

@@ -9,9 +9,10 @@ from fastapi import Depends, Request
 
 from app.broker import BrokerStatus
 from app.config import Settings
+from app.contracts.checker import ContractChecker
+from app.pipeline.anonymize import Anonymizer
 from app.pipeline.batcher import Batcher
-from app.pipeline.forward import Forwarder
-from app.pipeline.ingest import IngestService
+from app.pipeline.ingest import Pipeline
 from app.pipeline.replay import Replayer
 from app.privacy.keyring import Keyring
 from app.sources.oidc import PushAuthenticator
@@ -26,7 +27,9 @@ class Services:
     settings: Settings
     repository: EventRepository
     batcher: Batcher
-    ingest: IngestService
+    pipeline: Pipeline  # ends in the buffer, or in the broker (SLUICE_HTTP_ACK=broker)
+    anonymizer: Anonymizer
+    checker: ContractChecker
     subjects: SubjectRepository
     keyring: Keyring
     push_authenticator: PushAuthenticator
@@ -35,7 +38,6 @@ class Services:
     quality: QualityRepository
     schema_head: str | None  # the Alembic revision this code expects
     broker: BrokerStatus | None = None  # the consumer; the link in broker-backed HTTP mode
-    forwarder: Forwarder | None = None  # set in broker-backed HTTP mode (SLUICE_HTTP_ACK)
 
 
 async def get_services(request: Request) -> Services:

@@ -20,10 +20,13 @@ from pydantic import BaseModel
 from app.api.body import read_limited_body
 from app.api.dependencies import ServicesDep
 from app.api.problems import PROBLEM_JSON
+from app.config import HttpAck
 from app.errors import ErrorCode
-from app.pipeline.events import Outcome, Transport
-from app.pipeline.ingest import AckMode, EventResult, IngestReport
-from app.sources.http import BATCH, JSON, STRUCTURED, decode_request
+from app.model.events import Transport
+from app.model.outcomes import EventResult, IngestReport, Outcome
+from app.pipeline.message import AckMode
+from app.sources.cloudevents import BATCH, JSON, STRUCTURED
+from app.sources.http import HttpDecoder, HttpRequest
 
 router = APIRouter(tags=["ingest"])
 
@@ -123,14 +126,12 @@ async def ingest(
 ) -> Response:
     limits = services.settings.limits
     body = await read_limited_body(request, limits.max_body_bytes)
-    candidates = decode_request(request.headers, body, limits, transport=Transport.HTTP)
-    if services.forwarder is not None:  # SLUICE_HTTP_ACK=broker: 202 once RabbitMQ confirmed
-        report = await services.forwarder.forward(candidates, transport=Transport.HTTP)
+    candidates = HttpDecoder(limits).decode(HttpRequest(request.headers, body))
+    if services.settings.http_ack is HttpAck.BROKER or (
+        prefer is not None and "respond-async" in prefer.lower()
+    ):  # 202 once RabbitMQ confirmed
         ack = AckMode.ENQUEUED
-    else:
-        if prefer is not None and "respond-async" in prefer.lower():
-            ack = AckMode.ENQUEUED
-        report = await services.ingest.ingest(candidates, transport=Transport.HTTP, ack=ack)
+    report = await services.pipeline.ingest(candidates, transport=Transport.HTTP, ack=ack)
     return Response(
         orjson.dumps(render_report(report)),
         status_code=status_for(report, ack),

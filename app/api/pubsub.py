@@ -20,18 +20,19 @@ from app.api.body import read_limited_body
 from app.api.dependencies import ServicesDep
 from app.api.problems import PROBLEM_JSON
 from app.config import Settings
-from app.pipeline.events import Transport
-from app.pipeline.ingest import AckMode
-from app.sources.pubsub import decode_unwrapped, decode_wrapped, to_candidate
+from app.model.events import Transport
+from app.pipeline.message import AckMode
+from app.sources.http import HttpRequest
+from app.sources.pubsub import PubSubDecoder
 
 _PROBLEM = {"description": "problem", "content": {PROBLEM_JSON: {}}}
-_UNWRAPPED = "x-goog-pubsub-message-id"
 
 
 def pubsub_router(settings: Settings) -> APIRouter | None:
     if not settings.pubsub.enabled:
         return None
     router = APIRouter(tags=["pubsub"])
+    decoder = PubSubDecoder(settings.pubsub)
 
     @router.post(
         settings.pubsub.push_path,
@@ -49,12 +50,10 @@ def pubsub_router(settings: Settings) -> APIRouter | None:
     async def push(request: Request, services: ServicesDep) -> Response:
         await services.push_authenticator.verify(request.headers.get("authorization"))
         body = await read_limited_body(request, services.settings.limits.max_body_bytes)
-        if _UNWRAPPED in request.headers:
-            message = decode_unwrapped(request.headers, body)
-        else:
-            message = decode_wrapped(body)
-        candidate = to_candidate(message, services.settings.pubsub)
-        await services.ingest.ingest([candidate], transport=Transport.PUBSUB, ack=AckMode.COMMITTED)
+        candidates = decoder.decode(HttpRequest(request.headers, body))
+        await services.pipeline.ingest(
+            candidates, transport=Transport.PUBSUB, ack=AckMode.COMMITTED
+        )
         return Response(status_code=204)
 
     return router

@@ -17,7 +17,7 @@ from pydantic import BaseModel
 from app.api.admin import admin_router
 from app.api.dependencies import ServicesDep
 from app.clock import utc_now
-from app.pipeline.events import Outcome
+from app.model.outcomes import Outcome
 from app.storage.quality import QualityCount
 
 router = admin_router("admin: quality")

@@ -21,7 +21,7 @@ never kept.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -31,9 +31,10 @@ import orjson
 
 from app.config import ContractMode, ContractSettings, QualitySettings, UnknownTypePolicy
 from app.contracts.registry import Contract, ContractRegistry, load_contracts
-from app.errors import ErrorCode, EventRejection, Violation
+from app.errors import ErrorCode
+from app.model.events import AnonymizedEvent
+from app.model.outcomes import Rejection, Violation, violations_json
 from app.observability import metrics
-from app.pipeline.events import AnonymizedEvent
 
 Path = tuple[str | int, ...]
 
@@ -45,17 +46,11 @@ _MEMBER_KEYWORDS = frozenset({"additionalProperties", "unevaluatedProperties"})
 
 
 @dataclass(frozen=True, slots=True)
-class Refusal:
-    rejection: EventRejection  # the first violation: what the sender is told
-    violations: tuple[Violation, ...]
-    contract_version: str | None
-    held: bool  # quarantined for replay and answered `quarantined`, not `rejected`
-
-
-@dataclass(frozen=True, slots=True)
 class Verdict:
-    refusal: Refusal | None  # None: the event may be stored
-    violations: tuple[Violation, ...]  # refusing, or (lenient mode) recorded with the row
+    """The stage's judgement of one event."""
+
+    rejection: Rejection | None  # None: the event may be stored
+    violations: tuple[Violation, ...]  # rejecting, or (lenient mode) recorded with the row
 
 
 PASSED = Verdict(None, ())
@@ -90,7 +85,7 @@ class ContractChecker:
         """An event that may be stored carries its `contract_version` afterwards and, in
         lenient mode, its `violations_json` and the repaired `data_json`."""
         contract = self._resolve(event)
-        if isinstance(contract, Refusal):
+        if isinstance(contract, Rejection):
             return Verdict(contract, contract.violations)
         violations = self._data_checks(event, contract)
         if event.time is not None:
@@ -105,14 +100,12 @@ class ContractChecker:
         metrics.count_violations(label, (v.code for v in violations))
         mode = contract.mode if contract is not None else self._default_mode
         if mode is ContractMode.STRICT:
-            refusal = Refusal(
-                _first_rejection(violations, version), tuple(violations), version, held=False
-            )
-            return Verdict(refusal, refusal.violations)
+            rejection = _first_rejection(violations, version)
+            return Verdict(rejection, rejection.violations)
         self._repair(event, contract, violations)
         return Verdict(None, tuple(violations))
 
-    def _resolve(self, event: AnonymizedEvent) -> Contract | Refusal | None:
+    def _resolve(self, event: AnonymizedEvent) -> Contract | Rejection | None:
         """The contract for the event; None when it has none and unknown types pass."""
         if event.dataschema is not None and event.type in self._registry.types:
             contract = self._registry.by_schema_id(event.type, event.dataschema)
@@ -128,15 +121,15 @@ class ContractChecker:
             return contract
         return self._unknown(ErrorCode.UNKNOWN_TYPE, "type", "no contract for this event type")
 
-    def _unknown(self, code: ErrorCode, field: str, message: str) -> Refusal | None:
+    def _unknown(self, code: ErrorCode, field: str, message: str) -> Rejection | None:
         if self._unknown_type is UnknownTypePolicy.ACCEPT:
             return None
         metrics.count_violations(metrics.OTHER_TYPES, (code,))
-        violation = Violation(code, field)
-        return Refusal(
-            EventRejection(code, field, message),
-            (violation,),
-            None,
+        return Rejection(
+            code,
+            field,
+            message,
+            violations=(Violation(code, field),),
             held=self._unknown_type is UnknownTypePolicy.QUARANTINE,
         )
 
@@ -200,11 +193,6 @@ class ContractChecker:
         event.violations_json = violations_json(violations)
 
 
-def violations_json(violations: Sequence[Violation]) -> str:
-    """How violations are stored (events and quarantine rows): code, path, keyword."""
-    return orjson.dumps([violation.as_dict() for violation in violations]).decode()
-
-
 class _Dropped:
     """Marks `data` dropped whole (its root violated the contract)."""
 
@@ -249,7 +237,7 @@ def _field(path: Any) -> str:
     return field
 
 
-def _first_rejection(violations: list[Violation], version: str | None) -> EventRejection:
+def _first_rejection(violations: list[Violation], version: str | None) -> Rejection:
     first = violations[0]
     if first.code is ErrorCode.CONTRACT_VIOLATION:
         message = f"{first.field} fails '{first.keyword}' of contract {version}"
@@ -257,7 +245,7 @@ def _first_rejection(violations: list[Violation], version: str | None) -> EventR
         message = _QUALITY_MESSAGES[first.code]
     if len(violations) > 1:
         message += f" (and {len(violations) - 1} more violations)"
-    return EventRejection(first.code, first.field, message)
+    return Rejection(first.code, first.field, message)
 
 
 _QUALITY_MESSAGES = {

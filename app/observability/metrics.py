@@ -24,7 +24,8 @@ from prometheus_client import (
 )
 from prometheus_client import multiprocess as _multiprocess
 
-from app.pipeline.events import Outcome, Transport
+from app.model.events import Transport
+from app.model.outcomes import Outcome
 
 EVENTS_RECEIVED = Counter(
     "sluice_events_received_total", "Events decoded from a request or message.", ["source"]

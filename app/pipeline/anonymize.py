@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from app.pipeline.events import AnonymizedEvent, CloudEvent
+from app.model.events import AnonymizedEvent, CloudEvent
 
 
 class Anonymizer(Protocol):

@@ -1,7 +1,9 @@
 """The bounded buffer and the one batching loop per process that drains it.
 
-Sources `submit()` a request's worth of writables and get a `Submission` back: a waiter
-that resolves, per event, only after the transaction holding the event has committed.
+Every source's events come here, through the `Buffer` sink: HTTP requests, Pub/Sub
+pushes and RabbitMQ deliveries share one buffer and one commit. A wire message's
+writables are `submit()`ted together and come back as a `Submission`: a waiter that
+resolves, per event, only after the transaction holding the event has committed.
 The loop cuts a batch when `max_size` events wait or the oldest has waited `max_delay`,
 and runs up to `write_concurrency` flushes at once; events arriving while every flush
 slot is busy simply join the next batch, so concurrent requests share one commit.
@@ -24,8 +26,9 @@ from dataclasses import dataclass
 
 from app.clock import MonotonicClock, monotonic
 from app.errors import BufferFull, Retryable, ShuttingDown, StorageUnavailable
+from app.model.events import Transport, Writable
+from app.model.outcomes import Outcome
 from app.observability import metrics
-from app.pipeline.events import Outcome, Transport, Writable
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +69,11 @@ class Submission:
         if count == 0:
             self._future.set_result([])
 
+    def add_done_callback(self, callback: Callable[[Retryable | None], None]) -> None:
+        """`callback(None)` once every event committed, or `callback(error)` once the write
+        failed (the consumer acks or nacks its delivery from it)."""
+        self._future.add_done_callback(lambda future: callback(_error_of(future)))
+
     async def wait(self, within_s: float) -> list[Outcome]:
         """The outcomes, or `StorageUnavailable` if they are not committed `within_s`.
 
@@ -78,7 +86,8 @@ class Submission:
                 "events were not committed in time", retry_after_s=self.retry_after_s
             ) from None
 
-    def _resolve(self, index: int, outcome: Outcome) -> None:
+    def resolve(self, index: int, outcome: Outcome) -> None:
+        """The event at `index` committed with `outcome` (the batcher calls this)."""
         if self._future.done():
             return
         self.outcomes[index] = outcome
@@ -86,7 +95,8 @@ class Submission:
         if self._remaining == 0:
             self._future.set_result([o for o in self.outcomes if o is not None])
 
-    def _fail(self, error: Retryable) -> None:
+    def fail(self, error: Retryable) -> None:
+        """The write of (some of) these events failed: every waiter is told."""
         if self._future.done():
             return
         if self.detached:  # counted per batch by the batcher; nobody is waiting to be told
@@ -96,8 +106,17 @@ class Submission:
         self._future.set_exception(error)
 
 
+def _error_of(future: asyncio.Future[list[Outcome]]) -> Retryable | None:
+    if future.cancelled():  # how a detached submission fails: nobody was waiting
+        return StorageUnavailable("the buffered events were not written")
+    error = future.exception()
+    if error is None or isinstance(error, Retryable):
+        return error
+    return StorageUnavailable(type(error).__name__)  # `fail` sets only `Retryable`s
+
+
 @dataclass(slots=True)
-class _Pending:
+class _Buffered:
     payload: Writable
     submission: Submission
     index: int
@@ -124,7 +143,7 @@ class Batcher:
         self._max_bytes = max_bytes
         self._retry_after_s = retry_after_s
         self._clock = clock
-        self._queue: deque[_Pending] = deque()
+        self._queue: deque[_Buffered] = deque()
         self._held_events = 0  # queued plus in flight
         self._held_bytes = 0
         self._slots = asyncio.Semaphore(write_concurrency)
@@ -172,7 +191,7 @@ class Batcher:
         was_empty = not self._queue
         now = self._clock()
         for index, payload in enumerate(payloads):
-            self._queue.append(_Pending(payload, submission, index, now))
+            self._queue.append(_Buffered(payload, submission, index, now))
         self._held_events += len(payloads)
         self._held_bytes += size
         self._publish_depth()
@@ -211,7 +230,7 @@ class Batcher:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wakeup.wait(), seconds)
 
-    async def _write(self, batch: list[_Pending]) -> None:
+    async def _write(self, batch: list[_Buffered]) -> None:
         try:
             deadline = min(pending.submission.deadline for pending in batch)
             outcomes = await self._flush([pending.payload for pending in batch], deadline)
@@ -226,20 +245,20 @@ class Batcher:
                 (outcome, pending.submission.transport) for pending, outcome in resolved
             )
             for pending, outcome in resolved:
-                pending.submission._resolve(pending.index, outcome)
+                pending.submission.resolve(pending.index, outcome)
         finally:
             self._release(batch)
             self._slots.release()
 
-    def _fail(self, batch: list[_Pending], error: Retryable) -> None:
+    def _fail(self, batch: list[_Buffered], error: Retryable) -> None:
         error.retry_after_s = self._retry_after_s
         lost = Counter(p.submission.transport for p in batch if p.submission.detached)
         for transport, count in lost.items():
             metrics.EVENTS_LOST.labels(source=transport).inc(count)
         for submission in {id(p.submission): p.submission for p in batch}.values():
-            submission._fail(error)
+            submission.fail(error)
 
-    def _release(self, batch: list[_Pending]) -> None:
+    def _release(self, batch: list[_Buffered]) -> None:
         self._held_events -= len(batch)
         self._held_bytes -= sum(pending.payload.size for pending in batch)
         self._publish_depth()

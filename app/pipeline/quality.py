@@ -18,8 +18,9 @@ from datetime import datetime
 
 from app.clock import WallClock, utc_now
 from app.errors import ErrorCode, SluiceError
+from app.model.events import AnonymizedEvent, Writable
+from app.model.outcomes import Outcome
 from app.observability import metrics
-from app.pipeline.events import AnonymizedEvent, Outcome, Writable
 from app.storage.quality import QualityKey, QualityRepository
 from app.storage.quarantine import QuarantineRepository
 

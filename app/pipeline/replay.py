@@ -16,7 +16,8 @@ from dataclasses import dataclass
 
 from app.clock import MonotonicClock, WallClock, monotonic, utc_now
 from app.contracts.checker import ContractChecker
-from app.pipeline.events import AnonymizedEvent, Outcome, Transport, event_from_envelope
+from app.model.events import AnonymizedEvent, Transport, event_from_envelope
+from app.model.outcomes import Outcome
 from app.pipeline.writer import BatchWriter
 from app.storage.quarantine import QuarantineFilter, QuarantineRepository, ReplayRow
 
@@ -85,7 +86,7 @@ class Replayer:
             event = _rebuilt(row)
             if event is None:
                 tally["not_replayable"] += 1
-            elif self._checker.check(event, row.received_at).refusal is not None:
+            elif self._checker.check(event, row.received_at).rejection is not None:
                 tally["still_failing"] += 1
             else:
                 passing.append((row.quarantine_id, event))

@@ -26,17 +26,18 @@ from tenacity import (
 
 from app.clock import MonotonicClock, WallClock, monotonic, utc_now
 from app.config import DatabaseSettings
-from app.errors import ErrorCode, StorageUnavailable
-from app.observability import metrics
-from app.pipeline.events import AnonymizedEvent, Outcome, QuarantineRecord, Writable
-from app.storage.maintenance import ensure_partitions_ahead
-from app.storage.repository import (
-    BatchResult,
-    EventRepository,
+from app.errors import (
+    ErrorCode,
     PartitionMissing,
-    StorageRefusedBatch,
+    StorageRefusedValue,
+    StorageUnavailable,
     TransientStorageError,
 )
+from app.model.events import AnonymizedEvent, QuarantineRecord, Writable
+from app.model.outcomes import STORAGE_REFUSED, Outcome
+from app.observability import metrics
+from app.storage.maintenance import ensure_partitions_ahead
+from app.storage.repository import BatchResult, EventRepository
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +84,7 @@ class BatchWriter:
     async def _write_isolating(self, batch: list[Writable], deadline: float) -> list[Outcome]:
         try:
             return await self._write_retrying(batch, deadline)
-        except StorageRefusedBatch:
+        except StorageRefusedValue:
             if len(batch) == 1:
                 return await self._write_retrying([_refused(batch[0])], deadline)
             middle = len(batch) // 2
@@ -159,17 +160,7 @@ def _refused(item: Writable) -> QuarantineRecord:
     log.warning(
         "database refused an event value", extra={"code": str(ErrorCode.STORAGE_REFUSED_VALUE)}
     )
-    return QuarantineRecord(
-        transport=item.transport,
-        code=ErrorCode.STORAGE_REFUSED_VALUE,
-        field=None,
-        message="the database refused a value of this event",
-        source=None,
-        event_id=None,
-        type=None,
-        subject_pseudonym=None,
-        attributes_json="{}",
-    )
+    return QuarantineRecord.of(STORAGE_REFUSED, transport=item.transport)
 
 
 def _count_retry(state: RetryCallState) -> None:

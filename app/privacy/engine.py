@@ -42,7 +42,7 @@ from typing import Any, Final
 import orjson
 
 from app.config import PrivacySettings
-from app.pipeline.events import AnonymizedEvent, CloudEvent, ExtensionValue
+from app.model.events import AnonymizedEvent, CloudEvent, ExtensionValue
 from app.privacy import actions
 from app.privacy.actions import DROPPED, Action, Drop, Keep, Pseudonymize
 from app.privacy.detectors import redact

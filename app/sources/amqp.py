@@ -1,21 +1,21 @@
-"""RabbitMQ deliveries → `Candidate`s (or, for forwarded messages, ready writables).
+"""RabbitMQ deliveries → `Candidate`s: `AmqpDecoder`, the source's `Decoder`.
 
-A message becomes an event by the first rule that applies (CloudEvents AMQP binding 1.0):
+Messages that Sluice's own HTTP edge already validated and anonymized (broker-backed HTTP
+mode) are not CloudEvents on the wire: the consumer sends them to
+`app.pipeline.forwarding` instead (`forwarding.is_forwarded`). Any other message becomes
+an event by the first rule that applies (CloudEvents AMQP binding 1.0):
 
-1. content type `application/vnd.sluice.writable+json`: an event Sluice's own HTTP edge
-   already validated and anonymized (broker-backed HTTP mode, `sources/forwarded.py`);
-   written as it is once its signature checks out;
-2. application properties prefixed `cloudEvents:` (or `cloudEvents_`, the JMS-safe
+1. application properties prefixed `cloudEvents:` (or `cloudEvents_`, the JMS-safe
    spelling): binary mode; the properties are the attributes, the body is `data`, typed by
    the message's `content-type`;
-3. content type `application/cloudevents+json`, or a JSON object with `specversion`:
+2. content type `application/cloudevents+json`, or a JSON object with `specversion`:
    structured mode, the body is the event;
-4. anything else is wrapped (raw data): `id` = the AMQP `message_id`, `source` = the
+3. anything else is wrapped (raw data): `id` = the AMQP `message_id`, `source` = the
    configured source or `/amqp/<queue>`, `type` = the message's `type` property or the
    configured default, `time` = its `timestamp`. A redelivery keeps its `message_id`,
    hence its idempotency key: it is answered `duplicate`, never stored twice.
 
-Never raises: a message that cannot be decoded becomes a Candidate carrying its
+Never raises: a message that cannot be decoded becomes a candidate carrying its
 rejection, so it is quarantined and acknowledged rather than redelivered forever.
 """
 
@@ -23,24 +23,24 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from app.config import AmqpSettings, LimitSettings
-from app.errors import ErrorCode, EventRejection, RequestRejected
-from app.pipeline.events import Candidate, Transport, Writable
-from app.privacy.keyring import Keyring
-from app.sources import forwarded
-from app.sources.http import (
-    NUL_ESCAPE,
+from app.errors import ErrorCode, RequestRejected
+from app.model.events import Candidate, Transport
+from app.sources.cloudevents import (
     STRUCTURED,
     binary_data,
     is_json_media_type,
+    iso,
     json_data,
+    json_or_none,
     media_type,
     parse_json,
+    rejected_candidate,
+    structured,
 )
-from app.sources.pubsub import json_or_none
 
 _PREFIXES = ("cloudEvents:", "cloudEvents_")
 
@@ -61,25 +61,18 @@ class AmqpMessage:
 class AmqpDecoder:
     settings: AmqpSettings
     limits: LimitSettings
-    keyring: Keyring
 
-    def decode(self, message: AmqpMessage) -> Candidate | Writable:
+    def decode(self, message: AmqpMessage) -> list[Candidate]:
         headers = message.headers or {}
-        media = media_type(message.content_type)
-        if media == forwarded.CONTENT_TYPE:
-            outcome = forwarded.decode(
-                message.body, headers.get(forwarded.SIGNATURE_HEADER), self.keyring
-            )
-            if isinstance(outcome, EventRejection):
-                return self._refused(message, headers, outcome)
-            return outcome
         try:
-            return self._candidate(message, headers, media)
-        except RequestRejected as refused:
-            rejection = EventRejection(
-                code=refused.code, field=refused.field, message=refused.message
-            )
-            return self._refused(message, headers, rejection)
+            return [self._candidate(message, headers, media_type(message.content_type))]
+        except RequestRejected as rejected:
+            return self.rejected(message, rejected)
+
+    def rejected(self, message: AmqpMessage, error: RequestRejected) -> list[Candidate]:
+        """`message` as a rejected candidate, under the attributes it carried."""
+        attributes = _ce_attributes(message.headers or {}) or {"id": message.message_id}
+        return [rejected_candidate(error, attributes, Transport.AMQP)]
 
     def _candidate(self, message: AmqpMessage, headers: Mapping[str, Any], media: str) -> Candidate:
         if len(message.body) > self.limits.max_body_bytes:
@@ -95,13 +88,13 @@ class AmqpDecoder:
             data = binary_data(media, message.body)
             return Candidate(raw=attributes, transport=Transport.AMQP, binary_data=data)
         if media == STRUCTURED:
-            return _structured(parse_json(message.body), message.body)
+            return structured(parse_json(message.body), message.body, Transport.AMQP)
         # A declared JSON type must parse; an undeclared one is JSON if it happens to parse.
         document = parse_json(message.body) if is_json_media_type(media) else None
         if not media:
             document = json_or_none(message.body)
         if isinstance(document, dict) and "specversion" in document:
-            return _structured(document, message.body)
+            return structured(document, message.body, Transport.AMQP)
         return self._wrapped(message, media, document)
 
     def _wrapped(self, message: AmqpMessage, media: str, document: Any) -> Candidate:
@@ -118,7 +111,7 @@ class AmqpDecoder:
             "type": message.type or self.settings.default_type,
         }
         if message.timestamp is not None:
-            attributes["time"] = _iso(message.timestamp)
+            attributes["time"] = iso(message.timestamp)
         if document is not None:
             attributes["datacontenttype"] = "application/json"
             data = json_data(document, message.body)
@@ -126,18 +119,6 @@ class AmqpDecoder:
             attributes["datacontenttype"] = message.content_type or "text/plain"
             data = binary_data(media or "text/plain", message.body)
         return Candidate(raw=attributes, transport=Transport.AMQP, binary_data=data)
-
-    def _refused(
-        self, message: AmqpMessage, headers: Mapping[str, Any], rejection: EventRejection
-    ) -> Candidate:
-        # Quarantined under the attributes it carried, so it can be found and replayed.
-        attributes = _ce_attributes(headers) or {"id": message.message_id}
-        return Candidate(raw=attributes, transport=Transport.AMQP, rejection=rejection)
-
-
-def _structured(document: Any, body: bytes) -> Candidate:
-    # JSON can only spell a NUL as an escape: without one, validation need not look.
-    return Candidate(raw=document, transport=Transport.AMQP, may_hold_nul=NUL_ESCAPE in body)
 
 
 def _ce_attributes(headers: Mapping[str, Any]) -> dict[str, Any]:
@@ -154,10 +135,5 @@ def _attribute_value(value: Any) -> Any:
     if isinstance(value, bytes | bytearray):
         return bytes(value).decode(errors="replace")
     if isinstance(value, datetime):
-        return _iso(value)
+        return iso(value)
     return value
-
-
-def _iso(moment: datetime) -> str:
-    aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-    return aware.isoformat()

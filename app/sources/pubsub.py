@@ -16,6 +16,7 @@ subscription or a configured source, `type` from a configured attribute or a def
 `time` = publishTime). A redelivery has the same messageId, hence the same idempotency
 key: it is answered `duplicate`, never stored twice.
 
+`PubSubDecoder` is the source's `Decoder`: one push request in, its one candidate out.
 An envelope that is not a Pub/Sub delivery at all raises `RequestRejected` (400: it did
 not come from Pub/Sub, which never sends one). A delivery whose message cannot be
 decoded becomes a Candidate carrying its rejection: it is quarantined and acknowledged,
@@ -30,12 +31,19 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
 from app.config import PubSubSettings
-from app.errors import ErrorCode, EventRejection, RequestRejected
-from app.pipeline.events import Candidate, Transport
-from app.sources.http import binary_data, json_data, media_type, parse_json
+from app.errors import ErrorCode, RequestRejected
+from app.model.events import Candidate, Transport
+from app.sources.cloudevents import (
+    binary_data,
+    json_data,
+    json_or_none,
+    media_type,
+    parse_json,
+    rejected_candidate,
+    structured,
+)
+from app.sources.http import HttpRequest
 
 _METADATA_HEADER = "x-goog-pubsub-"
 # Headers of an unwrapped delivery that are HTTP's or the push service's, not attributes.
@@ -55,6 +63,23 @@ _NOT_ATTRIBUTES = frozenset(
         "traceparent",
     }
 )
+
+
+_UNWRAPPED = f"{_METADATA_HEADER}message-id"
+
+
+@dataclass(frozen=True, slots=True)
+class PubSubDecoder:
+    settings: PubSubSettings
+
+    def decode(self, message: HttpRequest) -> list[Candidate]:
+        """The push delivery's message as a candidate; raises `RequestRejected` only for
+        a request that is not a push delivery at all."""
+        if _UNWRAPPED in message.headers:
+            delivered = decode_unwrapped(message.headers, message.body)
+        else:
+            delivered = decode_wrapped(message.body)
+        return [to_candidate(delivered, self.settings)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +122,7 @@ def decode_wrapped(body: bytes) -> PubSubMessage:
 
 def decode_unwrapped(headers: Mapping[str, str], body: bytes) -> PubSubMessage:
     """The message of an unwrapped (`no_wrapper` + `write_metadata`) push delivery."""
-    message_id = headers.get(f"{_METADATA_HEADER}message-id")
+    message_id = headers.get(_UNWRAPPED)
     if not message_id:
         raise _not_a_delivery(
             f"an unwrapped delivery needs the {_METADATA_HEADER}message-id header"
@@ -123,13 +148,11 @@ def to_candidate(message: PubSubMessage, settings: PubSubSettings) -> Candidate:
             return _binary(message)
         document = json_or_none(message.data)  # parsed once, for both rules below
         if isinstance(document, dict) and "specversion" in document:
-            return Candidate(raw=document, transport=Transport.PUBSUB)
+            return structured(document, message.data, Transport.PUBSUB)
         return _wrapped(message, settings, document)
-    except RequestRejected as refused:
-        # Quarantined under the attributes it carried, so it can be found and replayed.
-        rejection = EventRejection(code=refused.code, field=refused.field, message=refused.message)
+    except RequestRejected as rejected:
         attributes = _ce_attributes(message) or {"id": message.message_id}
-        return Candidate(raw=attributes, transport=Transport.PUBSUB, rejection=rejection)
+        return rejected_candidate(rejected, attributes, Transport.PUBSUB)
 
 
 def _ce_attributes(message: PubSubMessage) -> dict[str, Any]:
@@ -150,16 +173,6 @@ def _binary(message: PubSubMessage) -> Candidate:
         transport=Transport.PUBSUB,
         binary_data=binary_data(media_type(content_type), message.data),
     )
-
-
-def json_or_none(data: bytes) -> Any:
-    """`data` parsed as JSON, or None when it is empty or not JSON."""
-    if not data:
-        return None
-    try:
-        return orjson.loads(data)
-    except orjson.JSONDecodeError:
-        return None
 
 
 def _wrapped(message: PubSubMessage, settings: PubSubSettings, document: Any) -> Candidate:

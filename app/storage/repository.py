@@ -1,13 +1,14 @@
 """All SQL Sluice runs, behind methods that speak in events, keys and partitions.
 
-Errors are mapped here, by SQLSTATE class, never by message text:
+Errors are mapped here, by SQLSTATE class, never by message text (the classes are
+drawn in `app/errors.py`):
 
-- `StorageUnavailable(transient=True)`: the same statement may succeed if retried
-  (connection lost, serialization failure, deadlock, shutdown, timeouts);
-- `StorageRefusedBatch`: PostgreSQL refused a value in the batch (SQLSTATE classes 22,
+- `TransientStorageError`: the same statement may succeed if retried (connection lost,
+  serialization failure, deadlock, shutdown, timeouts); `PartitionMissing` is one;
+- `StorageRefusedValue`: PostgreSQL refused a value in the batch (SQLSTATE classes 22,
   23, 54); retrying the same rows cannot help, splitting the batch can;
-- `StorageUnavailable(transient=False)`: anything else (a missing table, say): not the
-  events' fault, not fixed by a retry; the waiters get 503 and an operator is needed.
+- `StorageUnavailable`: anything else (a missing table, say): not the events' fault,
+  not fixed by a retry; the waiters get 503 and an operator is needed.
 """
 
 from __future__ import annotations
@@ -24,8 +25,14 @@ from datetime import datetime
 import asyncpg
 import orjson
 
-from app.errors import ErrorCode, InvalidInput, SluiceError, StorageUnavailable
-from app.pipeline.events import AnonymizedEvent, QuarantineRecord
+from app.errors import (
+    PartitionMissing,
+    SluiceError,
+    StorageRefusedValue,
+    StorageUnavailable,
+    TransientStorageError,
+)
+from app.model.events import AnonymizedEvent, QuarantineRecord
 from app.storage.partitions import PartitionRange
 
 log = logging.getLogger(__name__)
@@ -63,26 +70,6 @@ _BOUNDS = re.compile(r"FROM \('([^']+)'\) TO \('([^']+)'\)")
 class BatchResult:
     new: set[tuple[str, str]]
     suppressed: set[tuple[str, str]]
-
-
-class StorageRefusedBatch(InvalidInput):
-    """PostgreSQL refused a value (SQLSTATE class 22, 23 or 54); nothing was written.
-
-    The batch writer splits the batch to isolate the value; anywhere else it reaches the
-    edge as a 422, since the input, not the service, is at fault."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message, code=ErrorCode.STORAGE_REFUSED_VALUE)
-
-
-class TransientStorageError(StorageUnavailable):
-    pass
-
-
-class PartitionMissing(TransientStorageError):
-    """No partition holds the batch's `received_at` (dropped by hand, or the clock stepped
-    back): create the partitions and retry. The tables have no CHECK constraints, so
-    SQLSTATE 23514 from a write can only mean this."""
 
 
 # One statement, one round trip, one transaction: keys that are new claim their events'
@@ -184,7 +171,7 @@ def mapped_errors(operation: str) -> Iterator[None]:
         if _is_transient(exc):
             raise TransientStorageError(f"{operation}: {type(exc).__name__}") from exc
         if isinstance(exc, asyncpg.PostgresError) and (exc.sqlstate or "")[:2] in _REFUSED_CLASSES:
-            raise StorageRefusedBatch(f"{operation}: SQLSTATE {exc.sqlstate}") from exc
+            raise StorageRefusedValue(f"{operation}: SQLSTATE {exc.sqlstate}") from exc
         if isinstance(exc, asyncpg.PostgresError):
             log.error("database error", extra={"operation": operation, "sqlstate": exc.sqlstate})
             raise StorageUnavailable(f"{operation}: SQLSTATE {exc.sqlstate}") from exc

@@ -11,7 +11,8 @@ import pytest
 
 from app.config import DatabaseSettings
 from app.errors import ErrorCode
-from app.pipeline.events import AnonymizedEvent, Outcome
+from app.model.events import AnonymizedEvent
+from app.model.outcomes import Outcome
 from app.pipeline.writer import BatchWriter
 from app.storage.database import create_pool
 from app.storage.repository import EventRepository

@@ -8,8 +8,9 @@ import orjson
 import pytest
 
 from app.config import AmqpSettings, LimitSettings, PrivacySettings
-from app.errors import ErrorCode, EventRejection
-from app.pipeline.events import (
+from app.consumer import DeliveryDecoder
+from app.errors import ErrorCode
+from app.model.events import (
     AnonymizedEvent,
     Candidate,
     CloudEvent,
@@ -17,20 +18,30 @@ from app.pipeline.events import (
     Transport,
     Writable,
 )
-from app.pipeline.validate import validate_candidate
+from app.model.outcomes import Rejection
+from app.pipeline import forwarding as forwarded
+from app.pipeline.forwarding import ForwardedDecoder
 from app.privacy.keyring import Keyring
-from app.sources import forwarded
 from app.sources.amqp import AmqpDecoder, AmqpMessage
+from app.sources.validate import validate_candidate
 from tests.support import anonymized_event
 
 LIMITS = LimitSettings()
 KEYRING = Keyring.from_settings(PrivacySettings())
-DECODER = AmqpDecoder(AmqpSettings(queue="orders"), LIMITS, KEYRING)
+DECODER = AmqpDecoder(AmqpSettings(queue="orders"), LIMITS)
+FORWARDED = ForwardedDecoder(KEYRING)
 EVENT = {"specversion": "1.0", "id": "e1", "source": "/shop", "type": "order.created"}
 
 
-def checked(message: AmqpMessage, decoder: AmqpDecoder = DECODER) -> CloudEvent | EventRejection:
-    candidate = decoder.decode(message)
+def decoded(message: AmqpMessage, decoder: AmqpDecoder = DECODER) -> Candidate | Writable:
+    """What the consumer makes of a message: a candidate, or a forwarded writable."""
+    candidates, writables = DeliveryDecoder(decoder, FORWARDED).decode(message)
+    [item] = [*candidates, *writables]
+    return item
+
+
+def checked(message: AmqpMessage, decoder: AmqpDecoder = DECODER) -> CloudEvent | Rejection:
+    candidate = decoded(message, decoder)
     assert isinstance(candidate, Candidate)
     assert candidate.transport is Transport.AMQP
     return validate_candidate(candidate, LIMITS)
@@ -42,9 +53,9 @@ def event_of(message: AmqpMessage, decoder: AmqpDecoder = DECODER) -> CloudEvent
     return result
 
 
-def rejection_of(message: AmqpMessage) -> EventRejection:
+def rejection_of(message: AmqpMessage) -> Rejection:
     result = checked(message)
-    assert isinstance(result, EventRejection), result
+    assert isinstance(result, Rejection), result
     return result
 
 
@@ -88,7 +99,7 @@ def test_raw_json_is_wrapped_with_the_message_id() -> None:
 
 
 def test_raw_text_is_wrapped_with_the_configured_source_and_default_type() -> None:
-    decoder = AmqpDecoder(AmqpSettings(source="//billing"), LIMITS, KEYRING)
+    decoder = AmqpDecoder(AmqpSettings(source="//billing"), LIMITS)
     event = event_of(AmqpMessage(b"plain words", message_id="m-2"), decoder)
     assert (event.source, event.type, event.data) == (
         "//billing",
@@ -156,7 +167,7 @@ def test_undecodable_messages_become_rejections_never_exceptions(
 def test_a_rejected_binary_message_keeps_its_attributes_for_the_quarantine() -> None:
     headers = {f"cloudEvents:{name}": value for name, value in EVENT.items()}
     message = AmqpMessage(b"{oops", content_type="application/json", headers=headers)
-    candidate = DECODER.decode(message)
+    candidate = decoded(message)
     assert isinstance(candidate, Candidate)
     assert candidate.raw["id"] == "e1"
     assert candidate.rejection is not None
@@ -174,9 +185,9 @@ def forwarded_message(writable: Writable, keyring: Keyring = KEYRING) -> AmqpMes
 def test_forwarded_events_come_back_as_they_were_written() -> None:
     event = anonymized_event("/shop", "e9")
     event.time = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
-    decoded = DECODER.decode(forwarded_message(event))
-    assert isinstance(decoded, AnonymizedEvent)
-    assert decoded == event
+    writable = decoded(forwarded_message(event))
+    assert isinstance(writable, AnonymizedEvent)
+    assert writable == event
 
 
 def test_forwarded_quarantine_records_come_back_as_they_were_written() -> None:
@@ -191,7 +202,7 @@ def test_forwarded_quarantine_records_come_back_as_they_were_written() -> None:
         subject_pseudonym=None,
         attributes_json="{}",
     )
-    assert DECODER.decode(forwarded_message(record)) == record
+    assert decoded(forwarded_message(record)) == record
 
 
 def test_a_forwarded_message_signed_by_a_retired_key_still_verifies() -> None:
@@ -199,9 +210,9 @@ def test_a_forwarded_message_signed_by_a_retired_key_still_verifies() -> None:
     rotated = Keyring.from_settings(
         PrivacySettings(pseudonym_key="new", pseudonym_key_id="k1", previous_keys={"k0": "old"})
     )
-    decoder = AmqpDecoder(AmqpSettings(), LIMITS, rotated)
+    decoder = ForwardedDecoder(rotated)
     event = anonymized_event("/shop", "e10")
-    assert decoder.decode(forwarded_message(event, old)) == event
+    assert decoder.decode(forwarded_message(event, old)) == [event]
 
 
 @pytest.mark.parametrize(

@@ -14,8 +14,8 @@ from typing import Any
 import orjson
 import pytest
 
+from app.model.events import AnonymizedEvent, CloudEvent, Transport
 from app.pipeline.anonymize import Anonymizer
-from app.pipeline.events import AnonymizedEvent, CloudEvent, Transport
 from app.privacy.engine import PolicyAnonymizer
 from app.privacy.keyring import Keyring
 from app.privacy.policy import parse_policy

@@ -15,21 +15,10 @@ from typing import Any
 import pytest
 from prometheus_client import REGISTRY
 
-from app.errors import (
-    BufferFull,
-    ErrorCode,
-    Retryable,
-    ShuttingDown,
-    StorageUnavailable,
-)
+from app.errors import BufferFull, ErrorCode, Retryable, ShuttingDown, StorageUnavailable
+from app.model.events import AnonymizedEvent, QuarantineRecord, Transport, Writable
+from app.model.outcomes import Outcome
 from app.pipeline.batcher import Batcher, Submission
-from app.pipeline.events import (
-    AnonymizedEvent,
-    Outcome,
-    QuarantineRecord,
-    Transport,
-    Writable,
-)
 from tests.support import anonymized_event
 
 LONG = 5.0  # a max_delay that no test should ever wait out

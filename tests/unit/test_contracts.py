@@ -110,7 +110,7 @@ def test_lenient_repair_drops_violating_members_deep_in_arrays(tmp_path: Path) -
     event = anonymized_event("/s", "1", data_json=orjson.dumps(data).decode())
     event.type = TYPE
     verdict = checker.check(event, NOW)
-    assert verdict.refusal is None
+    assert verdict.rejection is None
     assert orjson.loads(event.data_json or "null") == {
         "items": [{"qty": 1}, {}, {"qty": 2}],
         "tags": ["a", "b"],
@@ -129,7 +129,7 @@ def test_lenient_repair_drops_data_whose_root_has_the_wrong_type(tmp_path: Path)
     checker = _checker(tmp_path, NESTED, mode="lenient")
     event = anonymized_event("/s", "1", data_json='"just text"')
     event.type = TYPE
-    assert checker.check(event, NOW).refusal is None
+    assert checker.check(event, NOW).rejection is None
     assert event.data_json is None
 
 
@@ -140,7 +140,7 @@ def test_time_checks_use_the_given_clock(tmp_path: Path) -> None:
         event = anonymized_event("/s", "1")
         event.time = NOW + offset
         verdict = checker.check(event, NOW)
-        codes.append(verdict.refusal.rejection.code if verdict.refusal else None)
+        codes.append(verdict.rejection.code if verdict.rejection else None)
     assert codes == [None, ErrorCode.TIME_SKEW, ErrorCode.TOO_OLD]
 
 
@@ -149,8 +149,8 @@ def test_unknown_type_policies(tmp_path: Path) -> None:
     for policy in UnknownTypePolicy:
         checker = _checker(tmp_path / policy, {"type": "object"}, unknown=policy)
         verdict = checker.check(anonymized_event("/s", "1"), NOW)  # type com.example.test
-        refusal = verdict.refusal
-        outcomes.append(None if refusal is None else (refusal.rejection.code, refusal.held))
+        rejection = verdict.rejection
+        outcomes.append(None if rejection is None else (rejection.code, rejection.held))
     # anonymized_event's type has a contract here; an unknown one:
     assert outcomes == [None, None, None]
     for policy, expected in [
@@ -161,8 +161,8 @@ def test_unknown_type_policies(tmp_path: Path) -> None:
         checker = _checker(tmp_path / f"u-{policy}", {"type": "object"}, unknown=policy)
         event = anonymized_event("/s", "1")
         event.type = "com.example.unknown"
-        refusal = checker.check(event, NOW).refusal
-        assert (None if refusal is None else (refusal.rejection.code, refusal.held)) == expected
+        rejection = checker.check(event, NOW).rejection
+        assert (None if rejection is None else (rejection.code, rejection.held)) == expected
 
 
 def test_contracts_check_command(tmp_path: Path) -> None:

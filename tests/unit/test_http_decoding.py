@@ -1,4 +1,4 @@
-"""The HTTP protocol binding: `decode_request` turns headers and a body into candidates."""
+"""The HTTP protocol binding: `HttpDecoder` turns headers and a body into candidates."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ import pytest
 from app import errors
 from app.config import LimitSettings
 from app.errors import ErrorCode, InvalidInput, RequestRejected
-from app.pipeline.events import Candidate, CloudEvent, Transport
-from app.pipeline.validate import validate_candidate
-from app.sources import http
-from app.sources.http import decode_request
+from app.model.events import Candidate, CloudEvent, Transport
+from app.sources import cloudevents
+from app.sources.http import HttpDecoder, HttpRequest
+from app.sources.validate import validate_candidate
 
 LIMITS = LimitSettings(
     max_body_bytes=1024 * 1024,
@@ -60,7 +60,7 @@ def binary_headers(content_type: str | None = "application/json", **ce: str) -> 
 
 
 def decode(headers: dict[str, str], body: bytes) -> list[Candidate]:
-    return decode_request(headers, body, LIMITS)
+    return HttpDecoder(LIMITS).decode(HttpRequest(headers, body))
 
 
 def refused(headers: dict[str, str], body: bytes, code: ErrorCode) -> RequestRejected:
@@ -150,9 +150,8 @@ def test_application_json_with_charset_is_structured() -> None:
 
 
 def test_transport_is_passed_through() -> None:
-    [candidate] = decode_request(
-        {"content-type": STRUCTURED}, orjson.dumps(event()), LIMITS, transport=Transport.PUBSUB
-    )
+    decoder = HttpDecoder(LIMITS, transport=Transport.PUBSUB)
+    [candidate] = decoder.decode(HttpRequest({"content-type": STRUCTURED}, orjson.dumps(event())))
     assert candidate.transport is Transport.PUBSUB
 
 
@@ -459,7 +458,7 @@ def test_binary_mode_invalid_attributes_are_left_to_validation() -> None:
     ],
 )
 def test_media_type(header: str | None, media: str) -> None:
-    assert http.media_type(header) == media
+    assert cloudevents.media_type(header) == media
 
 
 @pytest.mark.parametrize(
@@ -474,11 +473,11 @@ def test_media_type(header: str | None, media: str) -> None:
     ],
 )
 def test_is_json_media_type(media: str, expected: bool) -> None:
-    assert http.is_json_media_type(media) is expected
+    assert cloudevents.is_json_media_type(media) is expected
 
 
 def test_errors_docstring_promises_these_statuses() -> None:
-    # RequestRejected is documented as 400/413/415/422: every code decode_request raises
+    # RequestRejected is documented as 400/413/415/422: every code HttpDecoder raises
     # maps into that set, with the specific status listed above.
     promised = re.search(r"RequestRejected.*\(([\d/]+)\)", errors.__doc__ or "")
     assert promised is not None

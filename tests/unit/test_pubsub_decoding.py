@@ -9,9 +9,9 @@ import pytest
 
 from app.config import LimitSettings, PubSubSettings
 from app.errors import ErrorCode, RequestRejected
-from app.pipeline.events import CloudEvent, Transport
-from app.pipeline.validate import validate_candidate
+from app.model.events import CloudEvent, Transport
 from app.sources.pubsub import decode_unwrapped, decode_wrapped, to_candidate
+from app.sources.validate import validate_candidate
 
 SETTINGS = PubSubSettings()
 LIMITS = LimitSettings()

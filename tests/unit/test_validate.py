@@ -10,9 +10,10 @@ import orjson
 import pytest
 
 from app.config import LimitSettings
-from app.errors import ErrorCode, EventRejection
-from app.pipeline.events import BinaryData, Candidate, CloudEvent, Transport
-from app.pipeline.validate import find_nul, safe_attributes, validate_candidate
+from app.errors import ErrorCode
+from app.model.events import BinaryData, Candidate, CloudEvent, Transport
+from app.model.outcomes import Rejection
+from app.sources.validate import find_nul, safe_attributes, validate_candidate
 
 PLANTED = "secret@example.com"  # a personal value that must never be echoed
 LIMITS = LimitSettings(
@@ -43,7 +44,7 @@ def event(**overrides: Any) -> dict[str, Any]:
 
 def check(
     raw: Any, *, limits: LimitSettings = LIMITS, may_hold_nul: bool = True
-) -> CloudEvent | EventRejection:
+) -> CloudEvent | Rejection:
     return validate_candidate(
         Candidate(raw=raw, transport=Transport.HTTP, may_hold_nul=may_hold_nul), limits
     )
@@ -55,9 +56,9 @@ def accepted(raw: Any, **kwargs: Any) -> CloudEvent:
     return result
 
 
-def rejected(raw: Any, **kwargs: Any) -> EventRejection:
+def rejected(raw: Any, **kwargs: Any) -> Rejection:
     result = check(raw, **kwargs)
-    assert isinstance(result, EventRejection), result
+    assert isinstance(result, Rejection), result
     return result
 
 
@@ -451,14 +452,14 @@ def test_binary_data_size_counts_towards_the_limit() -> None:
     binary = BinaryData(value="x", is_base64=False, size=LIMITS.max_event_bytes)
     candidate = Candidate(raw=event(), transport=Transport.HTTP, binary_data=binary)
     result = validate_candidate(candidate, LIMITS)
-    assert isinstance(result, EventRejection)
+    assert isinstance(result, Rejection)
     assert result.code is ErrorCode.EVENT_TOO_LARGE
 
 
 def test_event_size_is_counted_in_utf8_bytes() -> None:
     data = "\u20ac" * 600  # 3 bytes each in UTF-8: 1800 bytes of data
     result = check(event(data=data), limits=LIMITS.model_copy(update={"max_event_bytes": 1000}))
-    assert isinstance(result, EventRejection)
+    assert isinstance(result, Rejection)
     assert result.code is ErrorCode.EVENT_TOO_LARGE
 
 

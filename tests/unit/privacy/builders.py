@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from app.pipeline.events import CloudEvent, Transport
+from app.model.events import CloudEvent, Transport
 from app.privacy.engine import PolicyAnonymizer
 from app.privacy.keyring import Keyring
 from app.privacy.policy import Policy, parse_policy

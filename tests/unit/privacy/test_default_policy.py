@@ -15,7 +15,7 @@ import orjson
 import pytest
 
 from app.config import DEFAULT_POLICY_FILE
-from app.pipeline.events import AnonymizedEvent
+from app.model.events import AnonymizedEvent
 from app.privacy.engine import PolicyAnonymizer
 from app.privacy.policy import load_policy
 from tests.unit.privacy.builders import cloud_event, keyring, tagged

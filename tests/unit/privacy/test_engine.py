@@ -14,8 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from app.config import DEFAULT_POLICY_FILE, PrivacySettings
+from app.model.events import AnonymizedEvent, Transport
 from app.pipeline.anonymize import Anonymizer
-from app.pipeline.events import AnonymizedEvent, Transport
 from app.privacy import engine
 from app.privacy.engine import PolicyAnonymizer
 from app.privacy.keyring import Keyring

@@ -1,4 +1,4 @@
-"""Envelope validation: one decoded candidate in, a `CloudEvent` or an `EventRejection` out.
+"""Envelope validation: one decoded candidate in, a `CloudEvent` or a `Rejection` out.
 
 Pure: no I/O, no clock, no settings object beyond the limits passed in. It checks what
 CloudEvents 1.0 requires and what PostgreSQL could otherwise refuse mid-batch (a NUL in a
@@ -20,8 +20,9 @@ from pydantic import BaseModel, ConfigDict, Field, StrictStr
 from pydantic import ValidationError as PydanticValidationError
 
 from app.config import LimitSettings
-from app.errors import ErrorCode, EventRejection
-from app.pipeline.events import Candidate, CloudEvent, ExtensionValue
+from app.errors import ErrorCode
+from app.model.events import Candidate, CloudEvent, ExtensionValue
+from app.model.outcomes import Rejection
 
 NonEmptyStr = Annotated[StrictStr, Field(min_length=1)]
 
@@ -63,28 +64,28 @@ class Envelope(BaseModel):
     data_base64: StrictStr | None = None
 
 
-class _Refused(Exception):
+class _Rejected(Exception):
     def __init__(self, code: ErrorCode, field: str | None, message: str) -> None:
         super().__init__(message)
-        self.rejection = EventRejection(code=code, field=field, message=message)
+        self.rejection = Rejection(code=code, field=field, message=message)
 
 
-def validate_candidate(candidate: Candidate, limits: LimitSettings) -> CloudEvent | EventRejection:
+def validate_candidate(candidate: Candidate, limits: LimitSettings) -> CloudEvent | Rejection:
     if candidate.rejection is not None:
         return candidate.rejection
     try:
         return _validate(candidate, limits)
-    except _Refused as refused:
-        return refused.rejection
+    except _Rejected as rejected:
+        return rejected.rejection
 
 
 def _validate(candidate: Candidate, limits: LimitSettings) -> CloudEvent:
     raw = candidate.raw
     if not isinstance(raw, dict):
-        raise _Refused(ErrorCode.INVALID_ATTRIBUTE, None, "an event must be a JSON object")
+        raise _Rejected(ErrorCode.INVALID_ATTRIBUTE, None, "an event must be a JSON object")
     nul_path = find_nul(raw) if candidate.may_hold_nul else None
     if nul_path is not None:
-        raise _Refused(
+        raise _Rejected(
             ErrorCode.NUL_CHARACTER, nul_path, "strings must not contain the NUL character"
         )
     envelope = _parse_envelope(raw)
@@ -93,7 +94,7 @@ def _validate(candidate: Candidate, limits: LimitSettings) -> CloudEvent:
     data = _event_data(candidate, envelope)
     size = data.size + _attributes_size(envelope, extensions, limits)
     if size > limits.max_event_bytes:
-        raise _Refused(
+        raise _Rejected(
             ErrorCode.EVENT_TOO_LARGE,
             None,
             f"event is {size} bytes; the limit is {limits.max_event_bytes}",
@@ -143,30 +144,30 @@ def _parse_envelope(raw: dict[str, Any]) -> Envelope:
     try:
         return Envelope.model_validate(present)
     except PydanticValidationError as exc:
-        raise _refusal_from_pydantic(exc) from None
+        raise _rejection_from_pydantic(exc) from None
 
 
-def _refusal_from_pydantic(exc: PydanticValidationError) -> _Refused:
+def _rejection_from_pydantic(exc: PydanticValidationError) -> _Rejected:
     error = exc.errors(include_input=False, include_url=False)[0]
     field = ".".join(str(part) for part in error["loc"]) or None
     if error["type"] == "missing":
-        return _Refused(
+        return _Rejected(
             ErrorCode.MISSING_ATTRIBUTE, field, f"required attribute '{field}' is missing"
         )
     if field == "specversion":
-        return _Refused(ErrorCode.BAD_SPECVERSION, field, "specversion must be the string '1.0'")
+        return _Rejected(ErrorCode.BAD_SPECVERSION, field, "specversion must be the string '1.0'")
     if error["type"] == "string_too_short":
-        return _Refused(
+        return _Rejected(
             ErrorCode.INVALID_ATTRIBUTE, field, f"attribute '{field}' must not be empty"
         )
-    return _Refused(ErrorCode.INVALID_ATTRIBUTE, field, f"attribute '{field}' must be a string")
+    return _Rejected(ErrorCode.INVALID_ATTRIBUTE, field, f"attribute '{field}' must be a string")
 
 
 def _extensions(envelope: Envelope, limits: LimitSettings) -> dict[str, ExtensionValue]:
     extensions: dict[str, ExtensionValue] = {}
     for name, value in (envelope.model_extra or {}).items():
         if not _EXTENSION_NAME.fullmatch(name) or len(name) > limits.max_attribute_chars:
-            raise _Refused(
+            raise _Rejected(
                 ErrorCode.INVALID_ATTRIBUTE_NAME,
                 None,
                 "extension attribute names must be lower-case ASCII letters and digits",
@@ -179,7 +180,7 @@ def _extension_value(name: str, value: Any, limits: LimitSettings) -> ExtensionV
     # CloudEvents types: String, Integer (32-bit), Boolean; URI and Timestamp travel as strings.
     if isinstance(value, bool | str):
         if isinstance(value, str) and len(value) > limits.max_attribute_chars:
-            raise _Refused(
+            raise _Rejected(
                 ErrorCode.ATTRIBUTE_TOO_LONG,
                 name,
                 f"attribute '{name}' exceeds {limits.max_attribute_chars} characters",
@@ -187,7 +188,7 @@ def _extension_value(name: str, value: Any, limits: LimitSettings) -> ExtensionV
         return value
     if isinstance(value, int) and value in _INT32:
         return value
-    raise _Refused(
+    raise _Rejected(
         ErrorCode.INVALID_ATTRIBUTE,
         name,
         f"extension attribute '{name}' must be a string, a 32-bit integer or a boolean",
@@ -198,13 +199,13 @@ def _parse_time(value: str | None) -> datetime | None:
     if value is None:
         return None
     if not _RFC3339.fullmatch(value):
-        raise _Refused(ErrorCode.INVALID_ATTRIBUTE, "time", "time must be an RFC 3339 timestamp")
+        raise _Rejected(ErrorCode.INVALID_ATTRIBUTE, "time", "time must be an RFC 3339 timestamp")
     try:
         # Normalized to UTC here: an offset that pushes year 1 into year 0 must be refused
         # now, not fail the batch's encoding later.
         return datetime.fromisoformat(value.replace("z", "Z")).astimezone(UTC)
     except (ValueError, OverflowError):
-        raise _Refused(
+        raise _Rejected(
             ErrorCode.INVALID_ATTRIBUTE, "time", "time must be an RFC 3339 timestamp"
         ) from None
 
@@ -215,7 +216,7 @@ def _serialized(data: Any) -> bytes:
     except orjson.JSONEncodeError:
         # JSON parses up to 1,024 levels deep but serializes only 254: such data could
         # never be written, and must be refused here rather than fail a batch.
-        raise _Refused(
+        raise _Rejected(
             ErrorCode.INVALID_ATTRIBUTE, "data", "data nests too deeply (254 levels at most)"
         ) from None
 
@@ -223,7 +224,7 @@ def _serialized(data: Any) -> bytes:
 def _structured_data(envelope: Envelope) -> tuple[Any, bool]:
     if envelope.data_base64 is not None:
         if "data" in envelope.model_fields_set:
-            raise _Refused(
+            raise _Rejected(
                 ErrorCode.INVALID_ATTRIBUTE,
                 "data_base64",
                 "an event carries data or data_base64, not both",
@@ -231,7 +232,7 @@ def _structured_data(envelope: Envelope) -> tuple[Any, bool]:
         try:
             base64.b64decode(envelope.data_base64, validate=True)
         except binascii.Error:
-            raise _Refused(
+            raise _Rejected(
                 ErrorCode.INVALID_ATTRIBUTE, "data_base64", "data_base64 must be valid base64"
             ) from None
         return envelope.data_base64, True
@@ -250,7 +251,7 @@ def _attributes_size(
         if value is None:
             continue
         if len(value) > limits.max_attribute_chars:
-            raise _Refused(
+            raise _Rejected(
                 ErrorCode.ATTRIBUTE_TOO_LONG,
                 name,
                 f"attribute '{name}' exceeds {limits.max_attribute_chars} characters",
@@ -285,7 +286,7 @@ def find_nul(value: Any, path: str = "") -> str | None:
 
 
 def safe_attributes(raw: Any, limits: LimitSettings) -> dict[str, Any]:
-    """What of a refused event's attributes may be kept in quarantine.
+    """What of a rejected event's attributes may be kept in quarantine.
 
     String attributes within the length limit and free of NUL; extension attributes by
     name only (their values are unvetted); never `data`, never `subject`.

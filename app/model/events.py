@@ -1,8 +1,14 @@
-"""The one event type every source produces, and what the pipeline turns it into.
+"""What an event is at each point of its way: decoded, validated, anonymized, or rejected.
+
+`Candidate` (a source decoded it) → `CloudEvent` (validation passed) → `AnonymizedEvent`
+(the policy applied; what the repository stores), or, for a rejected one, its
+`QuarantineRecord`. `Writable` is what a batch holds.
 
 The per-event types are plain slotted dataclasses, not frozen ones: a frozen dataclass
 pays an `object.__setattr__` per field on construction, which shows at tens of
-thousands of events per second. Nothing mutates them after construction.
+thousands of events per second. One step changes an event after construction: the
+contract stage sets `contract_version` and, in lenient mode, repairs `data_json` and
+records `violations_json` on the `AnonymizedEvent` it judged.
 
 `CloudEvent` still carries the raw `subject`; `AnonymizedEvent` cannot, by construction,
 so only anonymized values can reach the repository. `QuarantineRecord` is a refused
@@ -19,7 +25,8 @@ from typing import Any
 
 import orjson
 
-from app.errors import ErrorCode, EventRejection
+from app.errors import ErrorCode
+from app.model.outcomes import Rejection, violations_json
 
 ExtensionValue = str | int | bool
 
@@ -30,17 +37,6 @@ class Transport(StrEnum):
     HTTP = "http"
     PUBSUB = "pubsub"
     AMQP = "amqp"
-
-
-class Outcome(StrEnum):
-    STORED = "stored"
-    DUPLICATE = "duplicate"
-    REJECTED = "rejected"
-    ACCEPTED = "accepted"  # buffered, not yet committed (`?ack=enqueued`)
-    SUPPRESSED = "suppressed"  # the subject was erased and is suppressed: dropped, not stored
-    # Unknown type under `SLUICE_CONTRACTS_UNKNOWN_TYPE=quarantine`: kept for replay, and the
-    # sender need not do anything (a 2xx), unlike `rejected`.
-    QUARANTINED = "quarantined"
 
 
 @dataclass(slots=True)
@@ -159,6 +155,41 @@ class QuarantineRecord:
     # True when the sender is told `quarantined` (held for replay) rather than `rejected`.
     held: bool = False
 
+    @classmethod
+    def of(
+        cls,
+        rejection: Rejection,
+        *,
+        transport: Transport,
+        source: str | None = None,
+        event_id: str | None = None,
+        type: str | None = None,
+        subject_pseudonym: str | None = None,
+        attributes_json: str = "{}",
+        data_json: str | None = None,
+        policy_version: str | None = None,
+        event_json: str | None = None,
+    ) -> QuarantineRecord:
+        """The row of a rejected event: the rejection's facts plus what may be kept of the
+        event (see the class docstring), the one place a record is put together."""
+        return cls(
+            transport=transport,
+            code=rejection.code,
+            field=rejection.field,
+            message=rejection.message,
+            source=source,
+            event_id=event_id,
+            type=type,
+            subject_pseudonym=subject_pseudonym,
+            attributes_json=attributes_json,
+            data_json=data_json,
+            policy_version=policy_version,
+            contract_version=rejection.contract_version,
+            violations_json=violations_json(rejection.violations) if rejection.violations else None,
+            event_json=event_json,
+            held=rejection.held,
+        )
+
 
 Writable = AnonymizedEvent | QuarantineRecord
 
@@ -188,4 +219,4 @@ class Candidate:
     may_hold_nul: bool = True
     # Set by a source that could not decode this one message (its other messages still
     # go through): validation answers with it, and the message is quarantined.
-    rejection: EventRejection | None = None
+    rejection: Rejection | None = None

@@ -1,0 +1,203 @@
+"""The one interface of the way through: a `Step` takes a `Message` and hands the next
+step what it made of it; the `Ticket` travelling with the message answers for it last.
+
+Modelled on arroyo's `ProcessingStrategy` and `RunTask(function, next_step)`: a step
+knows only its input type, its output type and the next step. What a source decoded from
+one wire message (an HTTP request, a Pub/Sub push, an AMQP delivery) travels as one
+`Message`; each step turns the events it can take into its output type and moves the ones
+it rejects to `finished` as quarantine rows, which ride along untouched to the sink and
+are written in the same batch. The sink (the buffer, or the broker in broker-backed HTTP
+mode) settles the ticket: after the commit, or once buffered or published for
+`enqueued` answers. The ack is always last.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Generic, Protocol, TypeVar
+
+from app.errors import Retryable
+from app.model.events import Candidate, Transport, Writable
+from app.model.outcomes import (
+    STORAGE_REFUSED,
+    EventResult,
+    IngestReport,
+    Outcome,
+    Rejection,
+    Violation,
+)
+from app.observability import metrics
+from app.pipeline.batcher import Submission
+
+In = TypeVar("In")
+Event = TypeVar("Event")
+Next = TypeVar("Next")
+
+
+class AckMode(StrEnum):
+    COMMITTED = "committed"  # answer after the commit (the default)
+    ENQUEUED = "enqueued"  # answer once buffered or published: faster, lost if the process dies
+
+
+class Step(Protocol[In]):
+    async def submit(self, message: Message[In]) -> None:
+        """Take the message's events, hand the result on. Raises `Retryable` (the buffer is
+        full, the broker did not confirm, the process is stopping) before anything of the
+        message was taken, so the sender may send it again."""
+        ...
+
+
+SettledCallback = Callable[[Retryable | None], None]
+
+
+class Ticket:
+    """Answers for one wire message's events: built by the source, settled by the sink.
+
+    It keeps, per event in the order the events came, what the answer needs (id and
+    source, the rejection or the lenient violations), counts what the steps saw for the
+    metrics once a sink took the message, and resolves the waiter."""
+
+    __slots__ = (
+        "_callbacks",
+        "_identities",
+        "_outcomes",
+        "_positions",
+        "_rejected_codes",
+        "_rejections",
+        "_seen",
+        "_submission",
+        "_violations",
+        "ack",
+        "deadline",
+        "transport",
+    )
+
+    def __init__(
+        self,
+        identities: Sequence[tuple[str | None, str | None]],
+        transport: Transport,
+        *,
+        deadline: float,
+        ack: AckMode = AckMode.COMMITTED,
+    ) -> None:
+        self.transport = transport
+        self.deadline = deadline
+        self.ack = ack
+        self._identities = identities
+        self._rejections: list[Rejection | None] = [None] * len(identities)
+        self._violations: dict[int, tuple[Violation, ...]] = {}
+        self._seen = 0
+        self._rejected_codes: Counter[str] = Counter()
+        self._outcomes: Sequence[Outcome] | None = None
+        self._positions: Sequence[int] = ()
+        self._submission: Submission | None = None
+
+    @classmethod
+    def for_candidates(
+        cls,
+        candidates: Sequence[Candidate],
+        transport: Transport,
+        *,
+        deadline: float,
+        ack: AckMode = AckMode.COMMITTED,
+    ) -> Ticket:
+        return cls([_identity(c) for c in candidates], transport, deadline=deadline, ack=ack)
+
+    def saw(self, count: int) -> None:
+        """`count` events were received (counted once a sink takes them)."""
+        self._seen += count
+
+    def reject(self, position: int, rejection: Rejection) -> None:
+        self._rejections[position] = rejection
+        self._rejected_codes[rejection.code] += 1
+
+    def record_violations(self, position: int, violations: tuple[Violation, ...]) -> None:
+        """Lenient mode: what was dropped from the event stored at `position`."""
+        self._violations[position] = violations
+
+    def taken(self) -> None:
+        """A sink took the message: count what the steps saw and rejected."""
+        if self._seen:
+            metrics.EVENTS_RECEIVED.labels(source=self.transport).inc(self._seen)
+        for code, count in self._rejected_codes.items():
+            metrics.EVENTS_REJECTED.labels(source=self.transport, code=code).inc(count)
+
+    def settle_enqueued(self, positions: Sequence[int]) -> None:
+        """Durable elsewhere (buffered detached, or confirmed by the broker)."""
+        self._positions = positions
+        self._outcomes = [Outcome.ACCEPTED] * len(positions)
+
+    def await_commit(self, submission: Submission, positions: Sequence[int]) -> None:
+        self._positions = positions
+        self._submission = submission
+
+    def when_settled(self, callback: SettledCallback) -> None:
+        """Call `callback(None)` once committed, or with the error that failed the write."""
+        if self._submission is None:
+            callback(None)
+        else:
+            self._submission.add_done_callback(callback)
+
+    async def report(self, within_s: float) -> IngestReport:
+        """The answer per event; waits for the commit unless the sink settled already.
+        Raises `StorageUnavailable` when the commit does not happen within `within_s`."""
+        if self._submission is not None:
+            self._outcomes = await self._submission.wait(within_s)
+        outcomes: list[Outcome | None] = [None] * len(self._identities)
+        for position, outcome in zip(self._positions, self._outcomes or (), strict=True):
+            outcomes[position] = outcome
+        return IngestReport([self._result(i, outcome) for i, outcome in enumerate(outcomes)])
+
+    def _result(self, position: int, outcome: Outcome | None) -> EventResult:
+        event_id, source = self._identities[position]
+        rejection = self._rejections[position]
+        if rejection is not None:
+            return EventResult(rejection.outcome, event_id, source, rejection, rejection.violations)
+        if outcome is Outcome.REJECTED:  # PostgreSQL refused a value of this event
+            return EventResult(Outcome.REJECTED, event_id, source, STORAGE_REFUSED)
+        status = Outcome.ACCEPTED if outcome is None else outcome
+        return EventResult(status, event_id, source, violations=self._violations.get(position, ()))
+
+
+def _identity(candidate: Candidate) -> tuple[str | None, str | None]:
+    raw = candidate.raw if isinstance(candidate.raw, dict) else {}
+    event_id, source = raw.get("id"), raw.get("source")
+    return (
+        event_id if isinstance(event_id, str) else None,
+        source if isinstance(source, str) else None,
+    )
+
+
+@dataclass(slots=True)
+class Message(Generic[Event]):
+    """One wire message's events on their way, and the ticket that answers for them.
+
+    `events` are still going through, each with its place among the events the source
+    decoded (`positions`); `finished` are ready to write as they are (the quarantine rows
+    of rejected events, or writables another Sluice process prepared), with theirs."""
+
+    ticket: Ticket
+    events: list[Event]
+    positions: list[int]
+    finished: list[Writable] = field(default_factory=list)
+    finished_positions: list[int] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, ticket: Ticket, events: list[Event]) -> Message[Event]:
+        return cls(ticket, events, list(range(len(events))))
+
+    def finish(self, position: int, writable: Writable) -> None:
+        self.finished.append(writable)
+        self.finished_positions.append(position)
+
+    def reject(self, position: int, rejection: Rejection, record: Writable) -> None:
+        """The event at `position` is rejected: answered so, and written as `record`."""
+        self.ticket.reject(position, rejection)
+        self.finish(position, record)
+
+    def carry(self, events: list[Next], positions: list[int]) -> Message[Next]:
+        """The message the next step gets: these events, and everything finished so far."""
+        return Message(self.ticket, events, positions, self.finished, self.finished_positions)

@@ -1,0 +1,118 @@
+"""What every source shares: CloudEvents media types, JSON and `data` typing, and the
+`Decoder` protocol each source implements.
+
+A decoder turns one wire message (an HTTP request, a Pub/Sub push, an AMQP delivery)
+into the `Candidate`s it holds, in order. It raises `RequestRejected` only when nothing
+of the message can be answered event by event (an HTTP body that is not JSON); a message
+source whose single message cannot be decoded returns it as a rejected candidate
+instead (`rejected_candidate`), so it is quarantined and acknowledged rather than
+redelivered forever. Decoders are pure: no I/O, no clock.
+"""
+
+from __future__ import annotations
+
+import base64
+from datetime import UTC, datetime
+from typing import Any, Protocol, TypeVar
+
+import orjson
+
+from app.errors import ErrorCode, RequestRejected
+from app.model.events import BinaryData, Candidate, Transport
+from app.model.outcomes import Rejection
+from app.sources.validate import find_nul
+
+STRUCTURED = "application/cloudevents+json"
+BATCH = "application/cloudevents-batch+json"
+JSON = "application/json"
+# JSON can only spell a NUL as this escape: bytes without it hold no NUL in any string.
+NUL_ESCAPE = b"\\u0000"
+
+Wire_contra = TypeVar("Wire_contra", contravariant=True)
+
+
+class Decoder(Protocol[Wire_contra]):
+    def decode(self, message: Wire_contra) -> list[Candidate]:
+        """The message's events as candidates, in order (see the module docstring)."""
+        ...
+
+
+def media_type(content_type: str | None) -> str:
+    return (content_type or "").split(";", 1)[0].strip().lower()
+
+
+def is_json_media_type(media: str) -> bool:
+    return media == JSON or media.endswith("+json")
+
+
+def parse_json(body: bytes) -> Any:
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise RequestRejected(
+            f"body is not valid JSON: {exc.msg} at position {exc.pos}",
+            code=ErrorCode.MALFORMED_JSON,
+            field="body",
+        ) from None
+
+
+def json_or_none(data: bytes) -> Any:
+    """`data` parsed as JSON, or None when it is empty or not JSON."""
+    if not data:
+        return None
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return None
+
+
+def binary_data(media: str, body: bytes) -> BinaryData:
+    """`data` of a binary-mode event, typed by its media type: JSON parsed, text kept,
+    anything else base64. Raises `RequestRejected` for JSON that does not parse."""
+    if not body:
+        return BinaryData(value=None, is_base64=False, size=0)
+    if is_json_media_type(media):
+        return json_data(parse_json(body), body)
+    if media.startswith("text/"):
+        try:
+            text = body.decode()
+        except UnicodeDecodeError:
+            pass
+        else:
+            if "\x00" not in text:
+                return BinaryData(value=text, is_base64=False, size=len(body))
+    encoded = base64.b64encode(body).decode()
+    return BinaryData(value=encoded, is_base64=True, size=len(encoded))
+
+
+def json_data(document: Any, body: bytes) -> BinaryData:
+    """`data` already parsed from `body`; refuses a NUL in any of its strings."""
+    nul_path = find_nul(document, "data") if NUL_ESCAPE in body else None
+    if nul_path is not None:
+        raise RequestRejected(
+            "strings must not contain the NUL character",
+            code=ErrorCode.NUL_CHARACTER,
+            field=nul_path,
+        )
+    return BinaryData(value=document, is_base64=False, size=len(body))
+
+
+def structured(document: Any, body: bytes, transport: Transport) -> Candidate:
+    """A structured-mode event parsed from `body`; validation walks it for a NUL only if
+    the bytes hold the escape."""
+    return Candidate(raw=document, transport=transport, may_hold_nul=NUL_ESCAPE in body)
+
+
+def rejected_candidate(
+    rejected: RequestRejected, attributes: dict[str, Any], transport: Transport
+) -> Candidate:
+    """A message that could not be decoded, as a candidate validation answers with its
+    rejection; quarantined under the attributes it carried, so it can be found."""
+    rejection = Rejection(code=rejected.code, field=rejected.field, message=rejected.message)
+    return Candidate(raw=attributes, transport=transport, rejection=rejection)
+
+
+def iso(moment: datetime) -> str:
+    """A broker's timestamp as an RFC 3339 `time`; a naive one is taken as UTC."""
+    aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    return aware.isoformat()
