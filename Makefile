@@ -22,7 +22,7 @@ test: install lint
 	$(PY) -m pytest
 
 lint: install
-	.venv/bin/ruff check . && .venv/bin/ruff format --check . && .venv/bin/mypy app
+	.venv/bin/ruff check . && .venv/bin/ruff format --check . && .venv/bin/mypy app && .venv/bin/lint-imports --no-cache
 
 bench: install
 	$(PY) -m bench

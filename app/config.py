@@ -11,15 +11,25 @@ from __future__ import annotations
 from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal, TypeVar
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic import AliasChoices, BeforeValidator, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 #: Used only outside production, so `make run` works with no secrets; the service logs a
 #: warning when it falls back to it and refuses to start in production.
 DEVELOPMENT_PSEUDONYM_KEY = "sluice-development-key-not-secret"
 DEFAULT_POLICY_FILE = Path(__file__).resolve().parent / "privacy" / "default_policy.yaml"
+
+
+def _blank_is_unset(value: object) -> object:
+    # `NAME=` copied from .env.example must mean "not set", never "an empty key or URL".
+    return None if value == "" else value
+
+
+T = TypeVar("T")
+#: An optional setting whose blank value means unset.
+Unsettable = Annotated[T | None, BeforeValidator(_blank_is_unset)]
 
 
 class Environment(StrEnum):
@@ -83,8 +93,8 @@ class PrivacySettings(_Group):
 
     model_config = SettingsConfigDict(env_prefix="SLUICE_PRIVACY_")
 
-    policy_file: Path | None = None  # None: the policy shipped in app/privacy/
-    pseudonym_key: SecretStr | None = None
+    policy_file: Unsettable[Path] = None  # None: the policy shipped in app/privacy/
+    pseudonym_key: Unsettable[SecretStr] = None
     pseudonym_key_id: str = Field("k1", pattern=r"^[A-Za-z0-9_-]{1,16}$")
     # Retired keys, still used to find (and erase) rows they wrote: JSON {"k0": "secret"}.
     previous_keys: dict[str, SecretStr] = Field(default_factory=dict)
@@ -93,12 +103,6 @@ class PrivacySettings(_Group):
     def policy_path(self) -> Path:
         return self.policy_file or DEFAULT_POLICY_FILE
 
-    @field_validator("pseudonym_key", "policy_file", mode="before")
-    @classmethod
-    def _blank_key_is_unset(cls, value: object) -> object:
-        # `SLUICE_PRIVACY_PSEUDONYM_KEY=` copied from .env.example must not mean "empty key".
-        return None if value == "" else value
-
 
 class PubSubSettings(_Group):
     """The Pub/Sub push endpoint and how it names messages that are not CloudEvents."""
@@ -106,19 +110,14 @@ class PubSubSettings(_Group):
     model_config = SettingsConfigDict(env_prefix="SLUICE_PUBSUB_")
 
     push_path: str = Field("/pubsub/push", pattern=r"^/[A-Za-z0-9/_.-]*$")
-    source: str | None = None  # None: the subscription, as //pubsub.googleapis.com/<name>
+    source: Unsettable[str] = None  # None: the subscription, as //pubsub.googleapis.com/<name>
     type_attribute: str = "type"
     default_type: str = "com.google.cloud.pubsub.message"
     enabled: bool = True
     # OIDC verification of push requests; unset audience = off (the emulator sends none).
-    oidc_audience: str | None = None
+    oidc_audience: Unsettable[str] = None
     oidc_emails: list[str] = Field(default_factory=list)  # JSON list of service accounts
     oidc_certs_url: str = "https://www.googleapis.com/oauth2/v1/certs"
-
-    @field_validator("source", "oidc_audience", mode="before")
-    @classmethod
-    def _blank_source_is_unset(cls, value: object) -> object:
-        return None if value == "" else value
 
 
 class UnknownTypePolicy(StrEnum):
@@ -137,14 +136,9 @@ class ContractSettings(_Group):
 
     model_config = SettingsConfigDict(env_prefix="SLUICE_CONTRACTS_")
 
-    dir: Path | None = None  # None: no contracts, every type is unknown
+    dir: Unsettable[Path] = None  # None: no contracts, every type is unknown
     unknown_type: UnknownTypePolicy = UnknownTypePolicy.ACCEPT
     default_mode: ContractMode = ContractMode.STRICT  # per type: `contracts.yaml` in `dir`
-
-    @field_validator("dir", mode="before")
-    @classmethod
-    def _blank_dir_is_unset(cls, value: object) -> object:
-        return None if value == "" else value
 
 
 class QualitySettings(_Group):
@@ -188,7 +182,7 @@ class AmqpSettings(_Group):
     prefetch: int = Field(0, ge=0, le=65535)
     # `source` and `type` of messages that are not CloudEvents (raw JSON); an empty source
     # means /amqp/<queue>; the message's own `type` property wins over the default type.
-    source: str | None = None
+    source: Unsettable[str] = None
     default_type: str = "com.rabbitmq.message"
     # Seconds to wait before a batch that failed transiently is nacked back to the queue;
     # doubled per consecutive failure, up to the ceiling.
@@ -200,11 +194,6 @@ class AmqpSettings(_Group):
     publish_timeout_s: float = Field(5.0, gt=0)
     # The consumer process's own probes and metrics (/health/live, /health/ready, /metrics).
     health_port: int = Field(8001, ge=0, le=65535)
-
-    @field_validator("source", mode="before")
-    @classmethod
-    def _blank_source_is_unset(cls, value: object) -> object:
-        return None if value == "" else value
 
     def prefetch_for(self, batch: BatchSettings) -> int:
         return self.prefetch or min(2 * batch.max_size, batch.buffer_max_events, 65535)
@@ -240,11 +229,11 @@ class Settings(_Group):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
     log_level: str = "INFO"
-    admin_token: SecretStr | None = None
-    database_url: str | None = Field(
+    admin_token: Unsettable[SecretStr] = None
+    database_url: Unsettable[str] = Field(
         None, validation_alias=AliasChoices("DATABASE_URL", "database_url")
     )
-    amqp_url: str | None = Field(None, validation_alias=AliasChoices("AMQP_URL", "amqp_url"))
+    amqp_url: Unsettable[str] = Field(None, validation_alias=AliasChoices("AMQP_URL", "amqp_url"))
     http_ack: HttpAck = HttpAck.COMMIT
 
     limits: LimitSettings = Field(default_factory=LimitSettings)
@@ -256,11 +245,6 @@ class Settings(_Group):
     contracts: ContractSettings = Field(default_factory=ContractSettings)
     quality: QualitySettings = Field(default_factory=QualitySettings)
     amqp: AmqpSettings = Field(default_factory=AmqpSettings)
-
-    @field_validator("database_url", "admin_token", "amqp_url", mode="before")
-    @classmethod
-    def _blank_url_is_unset(cls, value: object) -> object:
-        return None if value == "" else value
 
     @model_validator(mode="after")
     def _limits_fit_together(self) -> Settings:

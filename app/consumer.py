@@ -73,7 +73,9 @@ class Acknowledger:
 
     Commits are marked as they are reported; the runs they complete are acked once the
     deliveries reported together (one batch's) are all marked, so a batch of deliveries
-    costs one ack, not one per delivery."""
+    costs one ack, not one per delivery. Every ack and nack is sent under one lock, in the
+    order it was decided: a `multiple` ack decided after a nack must not reach the broker
+    before it, or it would ack the nacked delivery (and the nack then close the channel)."""
 
     def __init__(self) -> None:
         self._open: dict[object, OrderedDict[int, Unsettled]] = {}
@@ -82,6 +84,7 @@ class Acknowledger:
         self._idle.set()
         self._acking: asyncio.Task[None] | None = None
         self._ack_again = False
+        self._settling = asyncio.Lock()
 
     def track(self, delivery: AbstractIncomingMessage) -> Unsettled:
         unsettled = Unsettled(delivery, delivery.channel, delivery.delivery_tag or 0)
@@ -96,11 +99,12 @@ class Acknowledger:
         self._schedule_acks()
 
     async def nack(self, unsettled: Unsettled) -> None:
-        opened = self._open.get(unsettled.channel)
-        if opened is not None and opened.pop(unsettled.tag, None) is not None:
-            self._settled(1)
-            metrics.AMQP_SETTLED.labels(settlement="nacked").inc()
-            await _settle(unsettled.delivery.nack(requeue=True))
+        async with self._settling:
+            opened = self._open.get(unsettled.channel)
+            if opened is not None and opened.pop(unsettled.tag, None) is not None:
+                self._settled(1)
+                metrics.AMQP_SETTLED.labels(settlement="nacked").inc()
+                await _settle(unsettled.delivery.nack(requeue=True))
         self._schedule_acks()  # committed deliveries behind this one may now go
 
     def _schedule_acks(self) -> None:
@@ -127,17 +131,18 @@ class Acknowledger:
             self._acking = None
 
     async def _ack_committed_run(self, channel: object) -> None:
-        opened = self._open[channel]
-        last: Unsettled | None = None
-        count = 0
-        while opened and (head := next(iter(opened.values()))).committed:
-            last = opened.pop(head.tag)
-            count += 1
-        if not opened:
-            del self._open[channel]
-        if last is not None:
-            self._settled(count)
-            await _settle(last.delivery.ack(multiple=True))
+        async with self._settling:
+            opened = self._open.get(channel)
+            last: Unsettled | None = None
+            count = 0
+            while opened and (head := next(iter(opened.values()))).committed:
+                last = opened.pop(head.tag)
+                count += 1
+            if opened is not None and not opened:
+                del self._open[channel]
+            if last is not None:
+                self._settled(count)
+                await _settle(last.delivery.ack(multiple=True))
 
     def _settled(self, count: int) -> None:
         self._count -= count

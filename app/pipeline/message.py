@@ -61,13 +61,11 @@ class Ticket:
     metrics once a sink took the message, and resolves the waiter."""
 
     __slots__ = (
-        "_callbacks",
         "_identities",
         "_outcomes",
         "_positions",
-        "_rejected_codes",
+        "_received",
         "_rejections",
-        "_seen",
         "_submission",
         "_violations",
         "ack",
@@ -89,8 +87,7 @@ class Ticket:
         self._identities = identities
         self._rejections: list[Rejection | None] = [None] * len(identities)
         self._violations: dict[int, tuple[Violation, ...]] = {}
-        self._seen = 0
-        self._rejected_codes: Counter[str] = Counter()
+        self._received = 0
         self._outcomes: Sequence[Outcome] | None = None
         self._positions: Sequence[int] = ()
         self._submission: Submission | None = None
@@ -106,23 +103,24 @@ class Ticket:
     ) -> Ticket:
         return cls([_identity(c) for c in candidates], transport, deadline=deadline, ack=ack)
 
-    def saw(self, count: int) -> None:
-        """`count` events were received (counted once a sink takes them)."""
-        self._seen += count
+    def received(self, count: int) -> None:
+        """The first step got `count` events (counted once a sink takes them; a message
+        sent again after `BufferFull` goes through the steps again, and counts once)."""
+        self._received = count
 
     def reject(self, position: int, rejection: Rejection) -> None:
         self._rejections[position] = rejection
-        self._rejected_codes[rejection.code] += 1
 
     def record_violations(self, position: int, violations: tuple[Violation, ...]) -> None:
         """Lenient mode: what was dropped from the event stored at `position`."""
         self._violations[position] = violations
 
     def taken(self) -> None:
-        """A sink took the message: count what the steps saw and rejected."""
-        if self._seen:
-            metrics.EVENTS_RECEIVED.labels(source=self.transport).inc(self._seen)
-        for code, count in self._rejected_codes.items():
+        """A sink took the message: count what the steps received and rejected."""
+        if self._received:
+            metrics.EVENTS_RECEIVED.labels(source=self.transport).inc(self._received)
+        codes = Counter(r.code for r in self._rejections if r is not None)
+        for code, count in codes.items():
             metrics.EVENTS_REJECTED.labels(source=self.transport, code=code).inc(count)
 
     def settle_enqueued(self, positions: Sequence[int]) -> None:
@@ -199,5 +197,7 @@ class Message(Generic[Event]):
         self.finish(position, record)
 
     def carry(self, events: list[Next], positions: list[int]) -> Message[Next]:
-        """The message the next step gets: these events, and everything finished so far."""
-        return Message(self.ticket, events, positions, self.finished, self.finished_positions)
+        """The message the next step gets: these events, and a copy of what is finished so
+        far, so that a step never changes the message it was given (a message refused by
+        the sink may be submitted again, and must go through the same way)."""
+        return Message(self.ticket, events, positions, [*self.finished], [*self.finished_positions])

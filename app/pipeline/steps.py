@@ -41,17 +41,16 @@ class Validate:
         self._next = next_step
 
     async def submit(self, message: Message[Candidate]) -> None:
-        message.ticket.saw(len(message.events))
-        events: list[CloudEvent] = []
-        positions: list[int] = []
+        message.ticket.received(len(message.events))
+        valid: Message[CloudEvent] = message.carry([], [])
         for candidate, position in zip(message.events, message.positions, strict=True):
             checked = validate_candidate(candidate, self._limits)
             if isinstance(checked, CloudEvent):
-                events.append(checked)
-                positions.append(position)
+                valid.events.append(checked)
+                valid.positions.append(position)
             else:
-                message.reject(position, checked, self._record(candidate, checked))
-        await self._next.submit(message.carry(events, positions))
+                valid.reject(position, checked, self._record(candidate, checked))
+        await self._next.submit(valid)
 
     def _record(self, candidate: Candidate, rejection: Rejection) -> QuarantineRecord:
         raw = candidate.raw if isinstance(candidate.raw, dict) else {}
