@@ -123,11 +123,11 @@ class PubSubSettings(_Group):
 class UnknownTypePolicy(StrEnum):
     ACCEPT = "accept"  # stored unchecked (quality checks still apply)
     QUARANTINE = "quarantine"  # kept in quarantine for replay; the sender is told `quarantined`
-    REJECT = "reject"  # refused: the sender is told `rejected` (and it is quarantined too)
+    REJECT = "reject"  # the sender is told `rejected` (and it is quarantined too)
 
 
 class ContractMode(StrEnum):
-    STRICT = "strict"  # a violation refuses the event
+    STRICT = "strict"  # a violation rejects the event
     LENIENT = "lenient"  # the violating fields are dropped, the violation recorded with the row
 
 

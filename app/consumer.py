@@ -95,7 +95,6 @@ class Acknowledger:
 
     def committed(self, unsettled: Unsettled) -> None:
         unsettled.committed = True
-        metrics.AMQP_SETTLED.labels(settlement="acked").inc()
         self._schedule_acks()
 
     async def nack(self, unsettled: Unsettled) -> None:
@@ -142,6 +141,7 @@ class Acknowledger:
                 del self._open[channel]
             if last is not None:
                 self._settled(count)
+                metrics.AMQP_SETTLED.labels(settlement="acked").inc(count)
                 await _settle(last.delivery.ack(multiple=True))
 
     def _settled(self, count: int) -> None:

@@ -108,7 +108,7 @@ class ErrorCode(StrEnum):
 
 
 class Scope(StrEnum):
-    REQUEST = "request"  # the request as a whole is refused: nothing of it is taken
+    REQUEST = "request"  # the request as a whole is rejected: nothing of it is taken
     EVENT = "event"  # one event's outcome; the rest of its request goes on
     TRANSIENT = "transient"  # nothing is taken now; the same input can succeed later
 
@@ -123,7 +123,7 @@ _REQUEST_PREFIXES = ("request.", "auth.")
 _MESSAGE_LEVEL = frozenset({ErrorCode.MALFORMED_JSON, ErrorCode.NOT_AN_EVENT})
 
 
-# Per-event codes map to 422: the status of a request whose every event was refused.
+# Per-event codes map to 422: the status of a request whose every event was rejected.
 _STATUS: dict[ErrorCode, int] = {
     ErrorCode.MALFORMED_JSON: 400,
     ErrorCode.UNSUPPORTED_MEDIA_TYPE: 415,

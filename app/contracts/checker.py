@@ -245,7 +245,9 @@ def _first_rejection(violations: list[Violation], version: str | None) -> Reject
         message = _QUALITY_MESSAGES[first.code]
     if len(violations) > 1:
         message += f" (and {len(violations) - 1} more violations)"
-    return Rejection(first.code, first.field, message)
+    return Rejection(
+        first.code, first.field, message, violations=tuple(violations), contract_version=version
+    )
 
 
 _QUALITY_MESSAGES = {

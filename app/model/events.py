@@ -11,7 +11,7 @@ contract stage sets `contract_version` and, in lenient mode, repairs `data_json`
 records `violations_json` on the `AnonymizedEvent` it judged.
 
 `CloudEvent` still carries the raw `subject`; `AnonymizedEvent` cannot, by construction,
-so only anonymized values can reach the repository. `QuarantineRecord` is a refused
+so only anonymized values can reach the repository. `QuarantineRecord` is a rejected
 event reduced to what may be stored of it: attribute values that passed the edge's
 checks, never `data`, never a raw subject.
 """
@@ -147,7 +147,7 @@ class QuarantineRecord:
     data_json: str | None = None  # `data` after the policy; None when it could not apply
     policy_version: str | None = None
     size: int = 256
-    contract_version: str | None = None  # the contract that refused it, if one did
+    contract_version: str | None = None  # the contract that rejected it, if one did
     violations_json: str | None = None  # every failed check: code, field path, keyword
     # The anonymized envelope (everything but `data`) of an event that passed envelope
     # validation and failed a contract or quality check: what replay rebuilds it from.
@@ -208,7 +208,7 @@ class Candidate:
     """One event as a source decoded it, before validation.
 
     `raw` is what the wire held for this event: a JSON object's members in structured
-    mode (or anything else, which validation refuses), the attributes in binary mode,
+    mode (or anything else, which validation rejects), the attributes in binary mode,
     where `binary_data` then carries the body.
     """
 

@@ -40,7 +40,7 @@ EVENTS_DUPLICATE = Counter(
 )
 EVENTS_REJECTED = Counter(
     "sluice_events_rejected_total",
-    "Events refused and quarantined, by error code.",
+    "Events rejected and quarantined, by error code.",
     ["source", "code"],
 )
 EVENTS_SUPPRESSED = Counter(
@@ -107,7 +107,7 @@ EVENTS_BY_TYPE = Counter(
 )
 VIOLATIONS = Counter(
     "sluice_violations_total",
-    "Failed contract and quality checks (refused or, in lenient mode, recorded), by code.",
+    "Failed contract and quality checks (rejecting or, in lenient mode, recorded), by code.",
     ["type", "code"],
 )
 TIME_SKEW = Histogram(

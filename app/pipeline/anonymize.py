@@ -28,7 +28,7 @@ class Anonymizer(Protocol):
 
     def subject_pseudonym(self, subject: str) -> str | None:
         """The subject's pseudonym under the active key (hex), or None when the policy
-        drops subjects; for refused events, which never reach `anonymize`."""
+        drops subjects; for rejected events, which never reach `anonymize`."""
         ...
 
     def quarantine_data(self, event_type: str | None, data: Any) -> str | None:

@@ -65,6 +65,7 @@ class Ticket:
         "_outcomes",
         "_positions",
         "_received",
+        "_rejected",
         "_rejections",
         "_submission",
         "_violations",
@@ -88,6 +89,7 @@ class Ticket:
         self._rejections: list[Rejection | None] = [None] * len(identities)
         self._violations: dict[int, tuple[Violation, ...]] = {}
         self._received = 0
+        self._rejected = False
         self._outcomes: Sequence[Outcome] | None = None
         self._positions: Sequence[int] = ()
         self._submission: Submission | None = None
@@ -110,6 +112,7 @@ class Ticket:
 
     def reject(self, position: int, rejection: Rejection) -> None:
         self._rejections[position] = rejection
+        self._rejected = True
 
     def record_violations(self, position: int, violations: tuple[Violation, ...]) -> None:
         """Lenient mode: what was dropped from the event stored at `position`."""
@@ -119,6 +122,8 @@ class Ticket:
         """A sink took the message: count what the steps received and rejected."""
         if self._received:
             metrics.EVENTS_RECEIVED.labels(source=self.transport).inc(self._received)
+        if not self._rejected:
+            return
         codes = Counter(r.code for r in self._rejections if r is not None)
         for code, count in codes.items():
             metrics.EVENTS_REJECTED.labels(source=self.transport, code=code).inc(count)

@@ -32,7 +32,7 @@ class ReplayReport:
     duplicates: int
     suppressed: int
     still_failing: int
-    not_replayable: int  # refused before they were valid CloudEvents: nothing to rebuild
+    not_replayable: int  # rejected before they were valid CloudEvents: nothing to rebuild
     dry_run: bool
 
 
