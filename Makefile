@@ -9,9 +9,10 @@ QUIET_PIP := grep -v '^WARNING: Location' || true
 .PHONY: install run test lint bench migrate clean
 
 $(STAMP): pyproject.toml
-	test -x $(PY) || python3 -m venv .venv
-	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]' 2>&1 | $(QUIET_PIP)
-	touch $@
+	@echo "sluice: installing into .venv (the first time takes about a minute)"
+	@test -x $(PY) || python3 -m venv .venv
+	@$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]' 2>&1 | $(QUIET_PIP)
+	@touch $@
 
 install: $(STAMP)
 

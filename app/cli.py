@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
+import re
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -40,6 +42,7 @@ from app.storage.quarantine import QuarantineFilter, QuarantineRepository
 from app.storage.repository import EventRepository
 
 GUNICORN_CONF = migrations.PROJECT_ROOT / "gunicorn.conf.py"
+log = logging.getLogger("app.cli")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -59,36 +62,100 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m app", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-    serve = commands.add_parser("serve", help="serve the HTTP API")
+    parser = argparse.ArgumentParser(
+        prog="python -m app", description=__doc__, formatter_class=_Formatter
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    serve = _command(commands, "serve", "serve the HTTP API (POST /ingest, Pub/Sub push, admin)")
     serve.add_argument("--host", help="bind address (default: SLUICE_HOST, 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (default: SLUICE_PORT, 8000)")
-    serve.add_argument("--workers", type=int, default=0, help="N > 0: gunicorn with N workers")
-    serve.add_argument("--migrate", action="store_true", help="apply migrations before serving")
-    consume = commands.add_parser("consume", help="consume the RabbitMQ queue (AMQP_URL)")
-    consume.add_argument("--port", type=int, help="probe port (default: SLUICE_AMQP_HEALTH_PORT)")
-    migrate = commands.add_parser("migrate", help="upgrade the schema (default: to head)")
-    migrate.add_argument("revision", nargs="?", default="head")
-    downgrade = commands.add_parser("downgrade", help="downgrade the schema")
-    downgrade.add_argument("revision", help="target revision, or 'base' for an empty schema")
-    commands.add_parser(
-        "maintain",
-        help="create partitions ahead; drop expired ones; trim keys, quarantine and audit",
+    serve.add_argument(
+        "--workers", type=int, default=0, metavar="N", help="N > 0: gunicorn with N workers"
     )
-    replay = commands.add_parser(
-        "replay", help="store quarantined events that pass the contracts on disk now"
+    serve.add_argument("--migrate", action="store_true", help="apply migrations before serving")
+    consume = _command(
+        commands, "consume", "consume the RabbitMQ queue (AMQP_URL) into the database"
+    )
+    consume.add_argument("--port", type=int, help="probe port (default: SLUICE_AMQP_HEALTH_PORT)")
+    migrate = _command(commands, "migrate", "upgrade the schema (default: to head)")
+    migrate.add_argument(
+        "revision",
+        nargs="?",
+        default="head",
+        metavar="REVISION",
+        help="Alembic revision to upgrade to (default: head, the newest)",
+    )
+    downgrade = _command(commands, "downgrade", "downgrade the schema")
+    downgrade.add_argument(
+        "revision", metavar="REVISION", help="target revision, or 'base' for an empty schema"
+    )
+    _command(
+        commands,
+        "maintain",
+        "create partitions ahead; drop expired ones; trim keys, quarantine and audit "
+        "(every replica also does this hourly; one at a time)",
+    )
+    replay = _command(
+        commands, "replay", "store quarantined events that pass the contracts on disk now"
     )
     for name in ("code", "type", "source"):
         replay.add_argument(f"--{name}", help=f"only rows with this {name}")
-    replay.add_argument("--since", type=datetime.fromisoformat, help="last seen at or after")
-    replay.add_argument("--until", type=datetime.fromisoformat, help="last seen before")
+    replay.add_argument(
+        "--since", type=moment, metavar="WHEN", help=f"last seen at or after WHEN ({_WHEN})"
+    )
+    replay.add_argument(
+        "--until", type=moment, metavar="WHEN", help=f"last seen before WHEN ({_WHEN})"
+    )
     replay.add_argument("--dry-run", action="store_true", help="count only; store nothing")
-    replay.add_argument("--max-rows", type=int, default=1_000_000)
-    contracts = commands.add_parser("contracts", help="data contracts")
-    contracts.add_argument("action", choices=["check"], help="load and compile every contract")
-    contracts.add_argument("--dir", type=Path, help="default: SLUICE_CONTRACTS_DIR")
+    replay.add_argument(
+        "--max-rows",
+        type=int,
+        default=1_000_000,
+        metavar="N",
+        help="examine at most N quarantine rows (default: 1,000,000)",
+    )
+    contracts = _command(commands, "contracts", "data contracts: check them before deploying")
+    contracts.add_argument(
+        "action", choices=["check"], help="check: load and compile every contract"
+    )
+    contracts.add_argument(
+        "--dir", type=Path, help="the contracts directory (default: SLUICE_CONTRACTS_DIR)"
+    )
     return parser
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps the module docstring's line breaks in `python -m app --help`."""
+
+
+def _command(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser], name: str, summary: str
+) -> argparse.ArgumentParser:
+    """A subcommand whose `--help` repeats the one line `python -m app --help` lists."""
+    return commands.add_parser(name, help=summary, description=summary)
+
+
+_WHEN = "ISO 8601 such as 2026-11-30T08:00:00Z, or relative: 90s, 15m, 2h, 3d, today, yesterday"
+_RELATIVE = re.compile(r"(\d+)\s*([smhd])")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def moment(text: str, *, now: datetime | None = None) -> datetime:
+    """An instant from the command line: ISO 8601 (naive means UTC), or how long ago
+    (`2h`: two hours before now), or `today` / `yesterday` (their midnight, UTC)."""
+    now = now or utc_now()
+    word = text.strip().lower()
+    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    if word in ("today", "yesterday"):
+        return midnight - timedelta(days=1 if word == "yesterday" else 0)
+    relative = _RELATIVE.fullmatch(word)
+    if relative is not None:
+        return now - timedelta(seconds=int(relative[1]) * _UNIT_SECONDS[relative[2]])
+    try:
+        parsed = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a time: use {_WHEN}") from None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 
 
 def _database_url(settings: Settings, *, keep_running: bool) -> str:
@@ -149,8 +216,10 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     # gunicorn replaces this process, so nothing would stop the embedded server on exit.
     url = _database_url(settings, keep_running=args.workers > 0)
     if args.migrate:
+        log.info("migrating the schema to the newest revision")
         migrations.upgrade(url)
     os.environ["DATABASE_URL"] = url
+    log.info("serving", extra={"url": f"http://{host}:{port}", "workers": args.workers or 1})
     if args.workers > 0:
         os.environ.update(
             SLUICE_HOST=host, SLUICE_PORT=str(port), WEB_CONCURRENCY=str(args.workers)
@@ -214,7 +283,12 @@ def _maintain(_: argparse.Namespace, settings: Settings) -> int:
 def _check_contracts(args: argparse.Namespace, settings: Settings) -> int:
     directory = args.dir or settings.contracts.dir
     if directory is None:
-        print("sluice: no contracts directory (--dir or SLUICE_CONTRACTS_DIR)", file=sys.stderr)
+        # What `serve` runs with too: every type is unknown, and SLUICE_CONTRACTS_UNKNOWN_TYPE
+        # says what happens to it. Nothing is wrong, so nothing fails.
+        print("no contracts configured (--dir or SLUICE_CONTRACTS_DIR): nothing to check")
+        return 0
+    if not directory.is_dir():
+        print(f"sluice: contracts directory {directory} does not exist", file=sys.stderr)
         return 2
     try:
         registry = ContractRegistry.load(directory, default_mode=settings.contracts.default_mode)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shutil
 import tempfile
 import uuid
@@ -43,6 +44,22 @@ DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 def in_ci() -> bool:
     return os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+def pytest_report_header() -> str:
+    """The first lines of `make test` say which PostgreSQL the tests use."""
+    url = os.environ.get("SLUICE_TEST_ADMIN_DATABASE_URL", DEFAULT_ADMIN_URL)
+    if asyncio.run(reachable(url)):
+        return (
+            f"PostgreSQL for the tests: {_without_password(url)} (SLUICE_TEST_ADMIN_DATABASE_URL)"
+        )
+    if in_ci():
+        return f"PostgreSQL: {_without_password(url)} is unreachable, and CI=true: tests fail"
+    return f"PostgreSQL: {_without_password(url)} is unreachable: the embedded one under .data/"
+
+
+def _without_password(url: str) -> str:
+    return re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", url)
 
 
 @pytest.fixture(scope="session")

@@ -36,6 +36,12 @@ def logging_config(level: str = "INFO") -> dict[str, Any]:
                 name: {"handlers": [], "propagate": True, "level": level.upper()}
                 for name in ("uvicorn", "uvicorn.error", "gunicorn.error")
             },
+            # Chatty at INFO (every initdb/pg_ctl command line, every migration step's
+            # internals): Sluice says what each phase does itself. DEBUG shows them again.
+            **{
+                name: {"handlers": [], "propagate": True, "level": _quiet(level)}
+                for name in ("pgserver", "alembic")
+            },
             # Their lines carry raw paths, which may hold personal data; the access log of
             # `observability/access_log.py` records route templates instead.
             **{
@@ -44,6 +50,10 @@ def logging_config(level: str = "INFO") -> dict[str, Any]:
             },
         },
     }
+
+
+def _quiet(level: str) -> str:
+    return level.upper() if level.upper() == "DEBUG" else "WARNING"
 
 
 def configure_logging(level: str = "INFO") -> None:

@@ -11,10 +11,10 @@ Two delivery shapes arrive at the push endpoint:
 
 A message becomes a CloudEvent by the first rule that applies: attributes prefixed `ce-`
 (the CloudEvents Pub/Sub binding: binary mode); data that is itself a structured
-CloudEvent; otherwise the message is wrapped (`id` = messageId, `source` = the
+CloudEvent; otherwise the message is wrapped (`id` = messageId@publishTime, `source` = the
 subscription or a configured source, `type` from a configured attribute or a default,
-`time` = publishTime). A redelivery has the same messageId, hence the same idempotency
-key: it is answered `duplicate`, never stored twice.
+`time` = publishTime). A redelivery has the same messageId and publishTime, hence the
+same idempotency key: it is answered `duplicate`, never stored twice.
 
 `PubSubDecoder` is the source's `Decoder`: one push request in, its one candidate out.
 An envelope that is not a Pub/Sub delivery at all raises `RequestRejected` (400: it did
@@ -178,7 +178,7 @@ def _binary(message: PubSubMessage) -> Candidate:
 def _wrapped(message: PubSubMessage, settings: PubSubSettings, document: Any) -> Candidate:
     attributes: dict[str, Any] = {
         "specversion": "1.0",
-        "id": message.message_id,
+        "id": _event_id(message),
         "source": settings.source or _source_of(message.subscription),
         "type": message.attributes.get(settings.type_attribute) or settings.default_type,
     }
@@ -190,6 +190,16 @@ def _wrapped(message: PubSubMessage, settings: PubSubSettings, document: Any) ->
     else:
         data = binary_data("text/plain", message.data)
     return Candidate(raw=attributes, transport=Transport.PUBSUB, binary_data=data)
+
+
+def _event_id(message: PubSubMessage) -> str:
+    """`messageId@publishTime`: a redelivery repeats both, so it stays a duplicate; a new
+    message that re-uses an id (a topic deleted and re-created, a subscription moved to
+    another topic, the emulator after a restart) has a later publish time, so it is not
+    mistaken for one and acknowledged unstored. Without a publish time: the messageId."""
+    if message.publish_time:
+        return f"{message.message_id}@{message.publish_time}"
+    return message.message_id
 
 
 def _source_of(subscription: str) -> str:

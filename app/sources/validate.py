@@ -169,11 +169,21 @@ def _extensions(envelope: Envelope, limits: LimitSettings) -> dict[str, Extensio
         if not _EXTENSION_NAME.fullmatch(name) or len(name) > limits.max_attribute_chars:
             raise _Rejected(
                 ErrorCode.INVALID_ATTRIBUTE_NAME,
-                None,
+                _shown_name(name),
                 "extension attribute names must be lower-case ASCII letters and digits",
             )
         extensions[name] = _extension_value(name, value, limits)
     return extensions
+
+
+_SHOWN_NAME_CHARS = 64
+
+
+def _shown_name(name: str) -> str:
+    """A rejected attribute's name as `field` may show it: a name, never a value, but
+    unvetted, so cut short and without the NUL PostgreSQL text cannot hold."""
+    shown = name.replace("\x00", "")[:_SHOWN_NAME_CHARS]
+    return shown if len(shown) == len(name) else shown + "…"
 
 
 def _extension_value(name: str, value: Any, limits: LimitSettings) -> ExtensionValue:

@@ -8,6 +8,7 @@ Never used when `DATABASE_URL` is set, and refused in production.
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 
 import asyncpg
@@ -19,11 +20,17 @@ DATABASE = "sluice"
 
 def start_embedded(data_dir: str, *, keep_running: bool) -> str:
     """Start (or reuse) the server; return a DATABASE_URL for the `sluice` database."""
-    import pgserver  # noqa: PLC0415 - optional dependency, needed only here
-
     path = Path(data_dir).resolve()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    server = pgserver.get_server(path, cleanup_mode=None if keep_running else "stop")
+    log.info(
+        "starting the embedded PostgreSQL (DATABASE_URL is unset)", extra={"data_dir": str(path)}
+    )
+    with warnings.catch_warnings():
+        # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI, sudo): harmless.
+        warnings.filterwarnings("ignore", module="platformdirs")
+        import pgserver  # noqa: PLC0415 - optional dependency, needed only here
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        server = pgserver.get_server(path, cleanup_mode=None if keep_running else "stop")
     uri: str = server.get_uri()
     log.info("embedded PostgreSQL ready", extra={"data_dir": str(path)})
     return uri.replace("/postgres?", f"/{DATABASE}?", 1)

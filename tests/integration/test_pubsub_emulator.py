@@ -14,6 +14,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import asyncpg
@@ -47,8 +48,9 @@ def _emulator_binary() -> Path | None:
     return candidate if candidate.exists() else None
 
 
-@pytest.fixture(scope="module")
-def emulator() -> Iterator[str]:
+@contextmanager
+def running_emulator() -> Iterator[str]:
+    """One emulator process on a free port, stopped (with its Java child) afterwards."""
     binary = _emulator_binary()
     if binary is None or not binary.exists():
         message = "the Pub/Sub emulator is not installed"
@@ -82,8 +84,16 @@ def emulator() -> Iterator[str]:
         process.wait(timeout=30)
 
 
-def _topic_with_push(emulator: str, endpoint: str, *, unwrapped: bool = False) -> str:
-    name = f"t{uuid.uuid4().hex[:10]}"
+@pytest.fixture(scope="module")
+def emulator() -> Iterator[str]:
+    with running_emulator() as url:
+        yield url
+
+
+def _topic_with_push(
+    emulator: str, endpoint: str, *, unwrapped: bool = False, name: str | None = None
+) -> str:
+    name = name or f"t{uuid.uuid4().hex[:10]}"
     topic = f"projects/{PROJECT}/topics/{name}"
     httpx.put(f"{emulator}/v1/{topic}").raise_for_status()
     push: dict[str, object] = {"pushEndpoint": endpoint}
@@ -283,6 +293,35 @@ async def test_a_push_held_past_the_ack_deadline_is_redelivered_and_stored_once(
     assert stored == 1
     assert await db.fetchval("SELECT count(*) FROM events WHERE type = $1", raw_type) == 1
     assert received >= 2  # the redelivery did arrive, and became a duplicate
+
+
+async def test_message_ids_reused_after_an_emulator_restart_are_new_events(
+    database_url: str, db: asyncpg.Connection
+) -> None:
+    """Issue 11: the emulator numbers messages from 1 again after a restart; the same
+    topic and subscription then deliver new messages under old ids. Each is stored."""
+    name = f"t{uuid.uuid4().hex[:10]}"
+    raw_type = f"com.example.reused.{name}"
+    with served({"DATABASE_URL": database_url}) as (base_url, _):
+        for run in ("before", "after"):
+            with running_emulator() as emulator:
+                topic = _topic_with_push(emulator, f"{base_url}/pubsub/push", name=name)
+                batch = [
+                    _message(orjson.dumps({"run": run, "n": n}), {"type": raw_type})
+                    for n in range(5)
+                ]
+                _publish(emulator, topic, batch)
+                await _settled(
+                    db,
+                    "SELECT count(*) FROM events WHERE type = $1",
+                    raw_type,
+                    5 if run == "before" else 10,
+                )
+    rows = await db.fetch("SELECT id, data->>'run' AS run FROM events WHERE type = $1", raw_type)
+    ids = {row["id"].split("@", 1)[0] for row in rows}
+    assert len(rows) == 10
+    assert {row["run"] for row in rows} == {"before", "after"}
+    assert len(ids) == 5  # the emulator re-used the five message ids, none was lost
 
 
 def test_an_emulator_that_cannot_start_fails_the_run_under_ci() -> None:

@@ -184,3 +184,16 @@ def test_serve_refuses_to_start_with_a_defective_contract(tmp_path: Path) -> Non
     done = run_app("serve", "--port", "0", env=env)
     assert done.returncode == 2
     assert f"invalid contract: {tmp_path / TYPE / '1.json'}: not valid JSON" in done.stderr
+
+
+def test_contracts_check_without_contracts_says_so_and_passes(tmp_path: Path) -> None:
+    """`serve` runs with no contracts; so must the check of them (issue 11)."""
+    done = run_app("contracts", "check", env={"SLUICE_CONTRACTS_DIR": ""})
+    assert done.returncode == 0
+    assert "no contracts configured" in done.stdout
+
+
+def test_contracts_check_of_a_missing_directory_is_an_error(tmp_path: Path) -> None:
+    done = run_app("contracts", "check", "--dir", str(tmp_path / "nowhere"))
+    assert done.returncode == 2
+    assert f"contracts directory {tmp_path / 'nowhere'} does not exist" in done.stderr

@@ -41,7 +41,7 @@ def event_of(body: bytes, settings: PubSubSettings = SETTINGS) -> CloudEvent:
 def test_plain_json_is_wrapped_with_message_metadata() -> None:
     event = event_of(envelope(b'{"total": 3}', {"type": "com.example.order"}))
     assert (event.id, event.type, event.source) == (
-        "17",
+        "17@2026-11-25T10:00:00.123Z",  # scoped by publish time (issue 11)
         "com.example.order",
         f"//pubsub.googleapis.com/{SUBSCRIPTION}",
     )
@@ -70,7 +70,7 @@ def test_snake_case_twins_are_accepted() -> None:
             "subscription": SUBSCRIPTION,
         }
     )
-    assert event_of(body).id == "9"
+    assert event_of(body).id == "9@2026-11-25T10:00:00Z"
 
 
 def test_ce_attributes_give_binary_mode() -> None:
@@ -147,9 +147,22 @@ def test_unwrapped_delivery_reads_metadata_and_attributes_from_headers() -> None
     }
     event = validate_candidate(to_candidate(message, SETTINGS), LIMITS)
     assert isinstance(event, CloudEvent)
-    assert (event.id, event.type, event.data) == ("42", "com.example.unwrapped", {"n": 1})
+    assert (event.id, event.type, event.data) == (
+        "42@2026-11-25T10:00:00Z",
+        "com.example.unwrapped",
+        {"n": 1},
+    )
 
 
 def test_unwrapped_delivery_without_a_message_id_is_refused() -> None:
     with pytest.raises(RequestRejected):
         decode_unwrapped({"content-type": "application/json"}, b"{}")
+
+
+def test_a_reused_message_id_with_a_later_publish_time_is_another_event() -> None:
+    """The emulator restarts ids at 1; a re-created topic may too: not duplicates."""
+    first = event_of(envelope(b"{}", publishTime="2026-11-25T10:00:00.123Z"))
+    again = event_of(envelope(b"{}", publishTime="2026-11-25T10:00:00.123Z"))
+    reused = event_of(envelope(b"{}", publishTime="2026-11-26T08:00:00.001Z"))
+    assert first.key == again.key  # a redelivery: the same idempotency key
+    assert reused.key != first.key

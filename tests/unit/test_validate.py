@@ -280,11 +280,13 @@ def test_invalid_extension_name(name: str) -> None:
     result = rejected(event(**{name: PLANTED}))
     assert result.code is ErrorCode.INVALID_ATTRIBUTE_NAME
     assert PLANTED not in result.message
+    assert result.field == name  # the quarantine row names the attribute (issue 11)
 
 
 def test_extension_name_longer_than_limit_is_refused() -> None:
     result = rejected(event(**{"a" * (LIMITS.max_attribute_chars + 1): "v"}))
     assert result.code is ErrorCode.INVALID_ATTRIBUTE_NAME
+    assert result.field == "a" * 64 + "…"
 
 
 @pytest.mark.parametrize("value", [1.5, 0.0, {"nested": PLANTED}, [PLANTED], 2**31, -(2**31) - 1])
