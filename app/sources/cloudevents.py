@@ -66,14 +66,30 @@ def json_or_none(data: bytes) -> Any:
         return None
 
 
+def is_text_media_type(media: str) -> bool:
+    """Media types whose body is text: kept as text (the policy's text rules apply)."""
+    return media.startswith("text/") or media in _TEXT_TYPES or media.endswith("+xml")
+
+
+_TEXT_TYPES = frozenset({"application/xml", "application/yaml", "application/x-yaml"})
+
+
 def binary_data(media: str, body: bytes) -> BinaryData:
     """`data` of a binary-mode event, typed by its media type: JSON parsed, text kept,
-    anything else base64. Raises `RequestRejected` for JSON that does not parse."""
+    anything else base64. Raises `RequestRejected` for JSON that does not parse.
+
+    With no media type at all, a body that parses as JSON is JSON (what the CloudEvents
+    SDKs send for structured data without a `datacontenttype`; docs/api.md); anything
+    else without a type stays opaque: bytes that merely decode as UTF-8 need not be text."""
     if not body:
         return BinaryData(value=None, is_base64=False, size=0)
     if is_json_media_type(media):
         return json_data(parse_json(body), body)
-    if media.startswith("text/"):
+    if not media:
+        document = json_or_none(body)
+        if document is not None:
+            return json_data(document, body)
+    if is_text_media_type(media):
         try:
             text = body.decode()
         except UnicodeDecodeError:

@@ -395,6 +395,28 @@ def test_binary_mode_without_content_type_is_base64_and_has_no_datacontenttype()
     assert base64.b64decode(candidate.binary_data.value) == b"raw bytes"
 
 
+@pytest.mark.parametrize("body", [b'{"order": 7}', b"[1, 2]", b'"text"', b"42"])
+def test_binary_mode_without_content_type_reads_json_as_json(body: bytes) -> None:
+    """What the CloudEvents SDK's `to_binary` sends for dict data (issue 11)."""
+    [candidate] = decode(binary_headers(None), body)
+    assert candidate.binary_data is not None
+    assert candidate.binary_data.is_base64 is False
+    assert candidate.binary_data.value == orjson.loads(body)
+    assert validated(candidate).datacontenttype is None
+
+
+@pytest.mark.parametrize(
+    "content_type", ["application/xml", "application/atom+xml; charset=utf-8", "application/yaml"]
+)
+def test_binary_mode_textual_application_types_are_text(content_type: str) -> None:
+    [candidate] = decode(binary_headers(content_type), b"<order id='7'/>")
+    assert candidate.binary_data is not None
+    assert (candidate.binary_data.is_base64, candidate.binary_data.value) == (
+        False,
+        "<order id='7'/>",
+    )
+
+
 @pytest.mark.parametrize("content_type", ["application/json", "text/plain", None])
 def test_binary_mode_empty_body_has_no_data(content_type: str | None) -> None:
     [candidate] = decode(binary_headers(content_type), b"")
