@@ -45,9 +45,13 @@ class EventResultModel(BaseModel):
     code: str | None = None
     field: str | None = None
     message: str | None = None
-    # Every failed contract or quality check: why it was refused or, in lenient mode,
+    # Every failed contract or quality check: why it was rejected or, in lenient mode,
     # what was dropped from the stored event.
     violations: list[ViolationModel] | None = None
+    # Taken without its payload: `dropped`, with why and the policy rule that decided.
+    data: Literal["dropped"] | None = None
+    data_reason: Literal["opaque", "too_deep"] | None = None
+    data_rule: str | None = None
 
 
 class IngestResponseModel(BaseModel):
@@ -175,4 +179,8 @@ def _render_result(index: int, result: EventResult) -> dict[str, Any]:
         rendered["code"] = ErrorCode.SUPPRESSED.value
     if result.violations:
         rendered["violations"] = [violation.as_dict() for violation in result.violations]
+    if result.dropped is not None:
+        rendered["data"] = "dropped"
+        rendered["data_reason"] = result.dropped.reason.value
+        rendered["data_rule"] = result.dropped.rule
     return rendered

@@ -80,6 +80,19 @@ STORAGE_REFUSED = Rejection(
 )
 
 
+class PayloadDropped(StrEnum):
+    """Why an event was stored without its `data` (the answer says so, a counter counts)."""
+
+    OPAQUE = "opaque"  # base64 bytes no rule can look into, under `binary_data: drop`
+    TOO_DEEP = "too_deep"  # nests deeper than the policy walk or JSON serialization goes
+
+
+@dataclass(frozen=True, slots=True)
+class DataDrop:
+    reason: PayloadDropped
+    rule: str  # the policy rule that dropped it, as the policy file names it
+
+
 @dataclass(frozen=True, slots=True)
 class EventResult:
     """The answer for one event, in the order the events came."""
@@ -89,6 +102,7 @@ class EventResult:
     source: str | None
     rejection: Rejection | None = None
     violations: tuple[Violation, ...] = ()  # rejecting, or recorded with a lenient store
+    dropped: DataDrop | None = None  # taken, but without its `data`
 
 
 @dataclass(frozen=True, slots=True)

@@ -53,6 +53,12 @@ EVENTS_LOST = Counter(
     "Events acknowledged as buffered (ack=enqueued) that could not be committed.",
     ["source"],
 )
+PAYLOADS_DROPPED = Counter(
+    "sluice_payloads_dropped_total",
+    "Events stored without their data, by transport and why (opaque under binary_data: drop,"
+    " or too deep).",
+    ["transport", "reason"],
+)
 BUFFER_REFUSALS = Counter(
     "sluice_buffer_refusals_total", "Submissions refused because the buffer was full.", ["source"]
 )

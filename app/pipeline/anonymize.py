@@ -31,6 +31,12 @@ class Anonymizer(Protocol):
         drops subjects; for rejected events, which never reach `anonymize`."""
         ...
 
+    def data_rule(self, event_type: str, *, opaque: bool) -> str:
+        """The policy rule that decides whether this type's `data` is stored, as the policy
+        file names it (`binary_data: drop`, with the type rule's `match` when a type rule
+        decides): what an answer cites when the data was dropped."""
+        ...
+
     def quarantine_data(self, event_type: str | None, data: Any) -> str | None:
         """JSON text of a refused event's `data` after the policy (the type's rules when
         `event_type` is a usable string, else the defaults), or None when the policy

@@ -23,6 +23,7 @@ from app.errors import Retryable
 from app.model.events import Candidate, Transport, Writable
 from app.model.outcomes import (
     STORAGE_REFUSED,
+    DataDrop,
     EventResult,
     IngestReport,
     Outcome,
@@ -61,6 +62,7 @@ class Ticket:
     metrics once a sink took the message, and resolves the waiter."""
 
     __slots__ = (
+        "_drops",
         "_identities",
         "_outcomes",
         "_positions",
@@ -88,6 +90,7 @@ class Ticket:
         self._identities = identities
         self._rejections: list[Rejection | None] = [None] * len(identities)
         self._violations: dict[int, tuple[Violation, ...]] = {}
+        self._drops: dict[int, DataDrop] = {}
         self._received = 0
         self._rejected = False
         self._outcomes: Sequence[Outcome] | None = None
@@ -117,6 +120,10 @@ class Ticket:
     def record_violations(self, position: int, violations: tuple[Violation, ...]) -> None:
         """Lenient mode: what was dropped from the event stored at `position`."""
         self._violations[position] = violations
+
+    def record_drop(self, position: int, drop: DataDrop) -> None:
+        """The event at `position` goes on without its `data`: the answer says why."""
+        self._drops[position] = drop
 
     def taken(self) -> None:
         """A sink took the message: count what the steps received and rejected."""
@@ -162,7 +169,13 @@ class Ticket:
         if outcome is Outcome.REJECTED:  # PostgreSQL refused a value of this event
             return EventResult(Outcome.REJECTED, event_id, source, STORAGE_REFUSED)
         status = Outcome.ACCEPTED if outcome is None else outcome
-        return EventResult(status, event_id, source, violations=self._violations.get(position, ()))
+        return EventResult(
+            status,
+            event_id,
+            source,
+            violations=self._violations.get(position, ()),
+            dropped=self._drops.get(position),
+        )
 
 
 def _identity(candidate: Candidate) -> tuple[str | None, str | None]:

@@ -7,12 +7,13 @@ its own (thread time, not wall time: a descheduled worker's wait is not the stag
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
 import orjson
 
-from app.clock import WallClock, utc_now
+from app.clock import MonotonicClock, WallClock, monotonic, utc_now
 from app.config import LimitSettings
 from app.contracts.checker import ContractChecker
 from app.model.events import (
@@ -22,11 +23,13 @@ from app.model.events import (
     QuarantineRecord,
     envelope_json,
 )
-from app.model.outcomes import Rejection
+from app.model.outcomes import DataDrop, PayloadDropped, Rejection
 from app.observability import metrics
 from app.pipeline.anonymize import Anonymizer
 from app.pipeline.message import Message, Step
 from app.sources.validate import safe_attributes, validate_candidate
+
+log = logging.getLogger(__name__)
 
 
 class Validate:
@@ -72,17 +75,69 @@ class Validate:
 
 
 class Anonymize:
-    """`CloudEvent`s → `AnonymizedEvent`s: after this step no raw subject exists."""
+    """`CloudEvent`s → `AnonymizedEvent`s: after this step no raw subject exists.
 
-    def __init__(self, anonymizer: Anonymizer, next_step: Step[AnonymizedEvent]) -> None:
+    A payload the policy does not let through (opaque bytes under `binary_data: drop`, or
+    data nested too deep to walk) is never dropped silently: the event's answer says so and
+    names the rule, `sluice_payloads_dropped_total` counts it, and the first drop per event
+    type is logged at WARNING (again at most every `_DROP_WARNING_INTERVAL_S`)."""
+
+    def __init__(
+        self,
+        anonymizer: Anonymizer,
+        next_step: Step[AnonymizedEvent],
+        *,
+        clock: MonotonicClock = monotonic,
+    ) -> None:
         self._anonymizer = anonymizer
         self._next = next_step
+        self._warned = _DropWarnings(clock)
 
     async def submit(self, message: Message[CloudEvent]) -> None:
         started = time.thread_time()
         anonymized = [self._anonymizer.anonymize(event) for event in message.events]
         metrics.ANONYMIZE_SECONDS.inc(time.thread_time() - started)
+        for event, stored, position in zip(
+            message.events, anonymized, message.positions, strict=True
+        ):
+            if stored.data_json is None and event.data is not None:
+                self._dropped(message, position, event)
         await self._next.submit(message.carry(anonymized, message.positions))
+
+    def _dropped(self, message: Message[CloudEvent], position: int, event: CloudEvent) -> None:
+        reason = PayloadDropped.OPAQUE if event.data_is_base64 else PayloadDropped.TOO_DEEP
+        rule = self._anonymizer.data_rule(event.type, opaque=event.data_is_base64)
+        message.ticket.record_drop(position, DataDrop(reason, rule))
+        metrics.PAYLOADS_DROPPED.labels(transport=event.transport, reason=reason).inc()
+        if self._warned.first(event.type):
+            log.warning(
+                "event data dropped by the privacy policy",
+                extra={"type": event.type[:256], "reason": reason.value, "rule": rule},
+            )
+
+
+# Types warned about are remembered this long, and at most this many of them at once.
+_DROP_WARNING_INTERVAL_S = 600.0
+_DROP_WARNING_TYPES = 1024
+
+
+class _DropWarnings:
+    """Which event types were warned about lately: a bounded map, oldest forgotten first."""
+
+    def __init__(self, clock: MonotonicClock) -> None:
+        self._clock = clock
+        self._last: dict[str, float] = {}
+
+    def first(self, event_type: str) -> bool:
+        now = self._clock()
+        last = self._last.get(event_type)
+        if last is not None and now - last < _DROP_WARNING_INTERVAL_S:
+            return False
+        self._last.pop(event_type, None)
+        self._last[event_type] = now
+        if len(self._last) > _DROP_WARNING_TYPES:
+            del self._last[next(iter(self._last))]
+        return True
 
 
 class CheckContract:

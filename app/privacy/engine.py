@@ -144,6 +144,16 @@ class PolicyAnonymizer:
             subject_lookup=lookup,
         )
 
+    def data_rule(self, event_type: str, *, opaque: bool) -> str:
+        """The rule that decided this type's `data`: `binary_data` for opaque payloads,
+        else the walk's depth limit; with the type rule's line when one decides."""
+        rule = self._policy.type_rule(event_type)
+        if not opaque:
+            return "nesting deeper than the policy walks"
+        if rule is not None and rule.binary_data is not None:
+            return f"binary_data: drop (types {', '.join(rule.patterns)}, line {rule.line})"
+        return "binary_data: drop (top level)"
+
     def quarantine_data(self, event_type: str | None, data: Any) -> str | None:
         """JSON text of a refused event's `data` after the policy, or None; never raises."""
         if data is None:

@@ -324,6 +324,50 @@ async def test_message_ids_reused_after_an_emulator_restart_are_new_events(
     assert len(ids) == 5  # the emulator re-used the five message ids, none was lost
 
 
+async def test_the_google_client_s_messages_are_stored_and_drops_are_counted(
+    emulator: str, database_url: str, db: asyncpg.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 11: Google's own client publishes CloudEvents in `ce-` attributes with no
+    `content-type` attribute: JSON data is stored as JSON; opaque bytes are dropped by the
+    shipped policy, and every drop is counted."""
+    from google.cloud import pubsub_v1  # noqa: PLC0415 - needs PUBSUB_EMULATOR_HOST first
+
+    monkeypatch.setenv("PUBSUB_EMULATOR_HOST", emulator.removeprefix("http://"))
+    source = f"/gclient/{uuid.uuid4().hex[:8]}"
+    with served({"DATABASE_URL": database_url}) as (base_url, _):
+        topic = _topic_with_push(emulator, f"{base_url}/pubsub/push")
+        publisher = pubsub_v1.PublisherClient()
+        attributes = {"ce-specversion": "1.0", "ce-source": source, "ce-type": "com.example.g"}
+        futures = [
+            publisher.publish(topic, orjson.dumps({"n": n}), **attributes, **{"ce-id": f"j{n}"})
+            for n in range(5)
+        ] + [
+            publisher.publish(topic, b"\x00\xffopaque", **attributes, **{"ce-id": f"b{n}"})
+            for n in range(3)
+        ]
+        for future in futures:
+            future.result(timeout=30)
+        stored = await _settled(db, "SELECT count(*) FROM events WHERE source = $1", source, 8)
+        async with httpx.AsyncClient() as client:
+            metrics = (await client.get(f"{base_url}/metrics")).text
+    rows = await db.fetch(
+        "SELECT id, data::text AS data FROM events WHERE source = $1 ORDER BY id", source
+    )
+    assert stored == 8
+    assert {r["id"]: r["data"] for r in rows if r["id"].startswith("b")} == dict.fromkeys(
+        ("b0", "b1", "b2")
+    )
+    assert sorted(orjson.loads(r["data"])["n"] for r in rows if r["id"].startswith("j")) == list(
+        range(5)
+    )
+    dropped = [
+        line
+        for line in metrics.splitlines()
+        if line.startswith("sluice_payloads_dropped_total{") and 'transport="pubsub"' in line
+    ]
+    assert sum(float(line.split()[-1]) for line in dropped) == 3
+
+
 def test_an_emulator_that_cannot_start_fails_the_run_under_ci() -> None:
     """A child pytest with CI=true and a missing emulator must fail, not skip."""
     result = run_pytest_under_ci(
