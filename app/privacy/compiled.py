@@ -82,14 +82,15 @@ def memoized_redact() -> Callable[[str], str]:
     spares them the scan. Only strings that come back unchanged are remembered, and those
     are stored as they are anyway, so the cache holds nothing that is not bound for disk.
     """
-    clean: BoundedCache[str, str] = BoundedCache(_CLEAN_TEXT_LIMIT)
+    memo: BoundedCache[str, str] = BoundedCache(_CLEAN_TEXT_LIMIT)
+    clean = memo.entries
 
     def redact_memo(text: str) -> str:
         if text in clean:
             return text
         result = redact(text)
         if len(text) <= _CLEAN_TEXT_MAX_CHARS and result == text:
-            clean.remember(text, text)
+            memo.remember(text, text)
         return result
 
     return redact_memo
@@ -176,12 +177,8 @@ class CompiledRules:
         self._functions = functions
         root = _trie(rules.fields, functions)
         self._root = root if root.deep else None
-        self._name_cache: BoundedCache[str, Apply | None] = BoundedCache(
-            NAME_CACHE_LIMIT, self._name_function
-        )
-        self._extension_cache: BoundedCache[str, Apply | None] = BoundedCache(
-            NAME_CACHE_LIMIT, self._extension_function
-        )
+        self._name_cache: BoundedCache[str, Apply | None] = BoundedCache(NAME_CACHE_LIMIT)
+        self._extension_cache: BoundedCache[str, Apply | None] = BoundedCache(NAME_CACHE_LIMIT)
         allowlist = rules.mode == "allowlist"
         self._keep_unnamed = not allowlist
         self._unnamed_text: Apply = dropped
@@ -198,9 +195,12 @@ class CompiledRules:
         """The extension attributes after the rules (exact `extensions` rules first, then
         the `names` globs, then the mode), each still a valid CloudEvents value."""
         kept: dict[str, ExtensionValue] = {}
-        functions = self._extension_cache
+        known = self._extension_cache.entries
         for name, value in extensions.items():
-            function = functions[name]
+            try:
+                function = known[name]
+            except KeyError:
+                function = self._extension_cache.remember(name, self._extension_function(name))
             if function is not None:
                 result = function(value)
             elif isinstance(value, str):
@@ -217,21 +217,36 @@ class CompiledRules:
     # `node` is the trie node at this place of `data` (None where no path reaches);
     # `inherited` the function of an enclosing container's action (None when none).
 
-    def _object(
+    def _object(  # noqa: PLR0912 - the hot loop, inlined on purpose (see the comments)
         self, value: dict[str, Any], node: _PathNode | None, inherited: Apply | None
     ) -> dict[str, Any]:
         out = value
         keys = node.keys if node is not None else _NO_KEYS
-        names = self._name_cache
+        known = self._name_cache.entries
+        unnamed_text = self._unnamed_text
+        result: Any
         for key, member in value.items():
-            child = keys.get(key) if keys else None
-            function = child.apply if child is not None else None
+            if keys and (child := keys.get(key)) is not None:
+                function = child.apply
+            else:
+                child = function = None
             if function is None:
-                function = inherited if inherited is not None else names[key]
+                # No path names the key: an inherited function, or its name rule's.
+                function = inherited
+                if function is None:
+                    try:
+                        function = known[key]
+                    except KeyError:
+                        function = self._name_cache.remember(key, self._name_function(key))
             if function is None:
+                # Dispatch on the exact type inline: most members are plain strings.
                 kind = type(member)
                 if kind is str:
-                    result = self._unnamed_text(member)
+                    result = unnamed_text(member)
+                elif kind is dict:
+                    result = self._object(member, child, None)
+                elif kind is list:
+                    result = self._array(member, child, None)
                 elif kind in _JSON_SCALARS:
                     result = member if self._keep_unnamed else DROPPED
                 else:
@@ -258,9 +273,17 @@ class CompiledRules:
             function = inherited
         deep = each if each is not None and each.deep else None
         out: list[Any] | None = None
+        result: Any
         for index, item in enumerate(value):
             if function is None:
-                result = self._unnamed(item, each)
+                # The common elements inline: objects (as in `lines`) and strings.
+                kind = type(item)
+                if kind is dict:
+                    result = self._object(item, each, None)
+                elif kind is str:
+                    result = self._unnamed_text(item)
+                else:
+                    result = self._unnamed(item, each)
             elif deep is not None and isinstance(item, dict | list):
                 result = self._inside(item, deep, function)
             else:

@@ -57,14 +57,10 @@ class PolicyAnonymizer:
         self._type_scopes = tuple(
             (rule, CompiledRules(policy.rules(rule), functions)) for rule in policy.types
         )
-        self._by_type: BoundedCache[str, CompiledRules] = BoundedCache(
-            _TYPE_CACHE_LIMIT, self._match_type
-        )
+        self._by_type: BoundedCache[str, CompiledRules] = BoundedCache(_TYPE_CACHE_LIMIT)
         self._pseudonymize_subject = isinstance(policy.subject, Pseudonymize)
         self._single_key = len(keyring.keys) == 1
-        self._subjects: BoundedCache[str, tuple[str, str]] = BoundedCache(
-            _SUBJECT_CACHE_LIMIT, self._derive_subject_pseudonyms
-        )
+        self._subjects: BoundedCache[str, tuple[str, str]] = BoundedCache(_SUBJECT_CACHE_LIMIT)
 
     @classmethod
     def from_settings(cls, privacy: PrivacySettings) -> PolicyAnonymizer:
@@ -101,7 +97,12 @@ class PolicyAnonymizer:
         if subject is not None and self._pseudonymize_subject:
             # One subject sends many events, and two HMACs per event were a third of
             # this stage's cost: the pair is remembered for the most recent subjects.
-            pseudonym, lookup = self._subjects[subject]
+            try:
+                pseudonym, lookup = self._subjects.entries[subject]
+            except KeyError:
+                pseudonym, lookup = self._subjects.remember(
+                    subject, self._derive_subject_pseudonyms(subject)
+                )
             key_id = self._keyring.active_id
         return AnonymizedEvent(
             specversion=event.specversion,
@@ -147,9 +148,13 @@ class PolicyAnonymizer:
         return pseudonym, pseudonym if self._single_key else self._keyring.lookup(subject)
 
     def _scope(self, event_type: str) -> CompiledRules:
-        if len(event_type) > _TYPE_CACHE_MAX_CHARS:
-            return self._match_type(event_type)
-        return self._by_type[event_type]
+        try:
+            return self._by_type.entries[event_type]
+        except KeyError:
+            scope = self._match_type(event_type)
+        if len(event_type) <= _TYPE_CACHE_MAX_CHARS:
+            self._by_type.remember(event_type, scope)
+        return scope
 
     def _match_type(self, event_type: str) -> CompiledRules:
         """The rules of the first type rule matching `event_type`, else the top level's."""
