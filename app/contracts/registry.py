@@ -12,6 +12,10 @@ another by `$id`; nothing is fetched over the network. Any defect (bad JSON, a s
 2020-12 meta-schema refuses, a duplicate `$id`, a file name that is not a version) stops
 the load with `ContractError("file: reason")`: a service must not start, and CI must
 not pass, with a contract that silently checks nothing.
+
+`contracts.yaml` is read with `app.kit.yaml_reader`, as the privacy policy is: its errors
+read `contracts.yaml:<line>: reason`, and a duplicate key is an error, not the last one
+silently winning.
 """
 
 from __future__ import annotations
@@ -23,11 +27,11 @@ from typing import Any
 
 import jsonschema_rs
 import orjson
-import yaml
 from pydantic import BaseModel, ConfigDict
 from pydantic import ValidationError as PydanticValidationError
 
 from app.config import ContractMode, ContractSettings
+from app.kit.yaml_reader import Node, YamlReader
 
 MANIFEST = "contracts.yaml"
 _DRAFT_2020_12 = "https://json-schema.org/draft/2020-12/schema"
@@ -96,9 +100,10 @@ class ContractRegistry:
             return cls.empty()
         if not directory.is_dir():
             raise ContractError(f"{directory}: not a directory")
-        modes = _manifest(directory / MANIFEST)
+        manifest = _manifest(directory / MANIFEST)
+        modes = manifest.types
         files = list(_schema_files(directory))
-        _check_modes_name_contracts(directory / MANIFEST, modes, {f.type for f in files})
+        _check_modes_name_contracts(manifest, {f.type for f in files})
         registry = _reference_registry(files)
         return cls(
             [
@@ -127,25 +132,35 @@ def load_contracts(settings: ContractSettings) -> ContractRegistry:
     return ContractRegistry.load(settings.dir, default_mode=settings.default_mode)
 
 
-def _manifest(path: Path) -> dict[str, _TypeRules]:
+@dataclass(frozen=True, slots=True)
+class _ManifestFile:
+    types: dict[str, _TypeRules]
+    reader: YamlReader
+    root: Node | None
+
+
+def _manifest(path: Path) -> _ManifestFile:
+    reader = YamlReader(path, ContractError)
     if not path.exists():
-        return {}
+        return _ManifestFile({}, reader, None)
+    root = reader.compose(path.read_bytes())
     try:
-        loaded = yaml.safe_load(path.read_text()) or {}
-        return _Manifest.model_validate(loaded).types
-    except yaml.YAMLError as exc:
-        raise ContractError(f"{path}: not valid YAML ({exc})") from None
+        types = _Manifest.model_validate(reader.plain(root, "the manifest") or {}).types
     except PydanticValidationError as exc:
         error = exc.errors(include_input=False, include_url=False)[0]
-        where = ".".join(str(part) for part in error["loc"])
-        raise ContractError(f"{path}: {where}: {error['msg']}") from None
+        location = [part for part in error["loc"] if isinstance(part, str | int)]
+        where = ".".join(str(part) for part in location)
+        line = reader.line_at(root, location)
+        raise reader.error_at(line, f"{where}: {error['msg']}" if where else error["msg"]) from None
+    return _ManifestFile(types, reader, root)
 
 
-def _check_modes_name_contracts(path: Path, modes: dict[str, _TypeRules], types: set[str]) -> None:
+def _check_modes_name_contracts(manifest: _ManifestFile, types: set[str]) -> None:
     # A mode for a type with no schema is almost always a typo in the type's name.
-    stray = sorted(set(modes) - types)
+    stray = sorted(set(manifest.types) - types)
     if stray:
-        raise ContractError(f"{path}: types: no contract for {', '.join(stray)}")
+        line = manifest.reader.line_at(manifest.root, ("types", stray[0]))
+        raise manifest.reader.error_at(line, f"types: no contract for {', '.join(stray)}")
 
 
 def _schema_files(directory: Path) -> Iterator[_SchemaFile]:

@@ -1,18 +1,24 @@
-"""What a policy rule does to a value: the actions, as data and as small pure functions.
+"""What a policy rule does to a value: the registry of actions.
 
-Each action is a frozen dataclass holding its validated parameters (what `policy.py`
-builds from the file) and a pure function on one JSON scalar (what `engine.py` applies).
-The functions never raise on a JSON value: input an action cannot make sense of is
-*dropped* (they return `DROPPED`), never passed through, because passing through is how
-personal data would leak.
+Each action is declared once, here, as a frozen dataclass registered under its name
+(`@registered`): its parameters are its fields, each with a default and a kind that
+reads and checks it (`parameters.parameter`), and `function` gives the function the
+engine applies. The policy compiler (`policy.py`) finds an action by name in `ACTIONS`
+and builds it from the file; the engine (`engine.py`) asks it for its function. Adding
+an action is adding one class to this module.
+
+The functions are pure, on one JSON scalar, and never raise on a JSON value: input an
+action cannot make sense of is *dropped* (they return `DROPPED`), never passed through,
+because passing through is how personal data would leak.
 
 Shared conventions:
 
 - `null` passes every value action unchanged: it carries nothing.
 - A non-string scalar is read through its canonical JSON text (`42`, `4.5`, `true`)
   where an action works on text (`pseudonymize`, `mask`).
-- `keep` and `drop` take a container whole; the engine applies every other action to
-  each scalar leaf under a container, which is why they are defined on scalars only.
+- `keep` and `drop` take a container whole (`takes_containers_whole`); the engine
+  applies every other action to each scalar leaf under a container, which is why their
+  functions are defined on scalars only.
 """
 
 from __future__ import annotations
@@ -20,16 +26,20 @@ from __future__ import annotations
 import ipaddress
 import math
 import re
-from collections.abc import Callable
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import ROUND_FLOOR, Decimal, InvalidOperation
 from enum import Enum
-from typing import Any, ClassVar, Final, Literal
+from functools import partial
+from types import MappingProxyType
+from typing import Any, ClassVar, Final, Literal, TypeVar
 
 import orjson
 
-from app.privacy.detectors import redact
+from app.privacy import detectors
+from app.privacy.parameters import AscendingNumbers, Integer, OneOf, PositiveNumber, parameter
 
 
 class Dropped(Enum):
@@ -43,86 +53,170 @@ DROPPED: Final = Dropped.DROPPED
 TimeUnit = Literal["year", "month", "day", "hour"]
 TIME_UNITS: Final[tuple[TimeUnit, ...]] = ("year", "month", "day", "hour")
 
+Apply = Callable[[Any], Any]  # a value in, the value to store or DROPPED out
+
 
 @dataclass(frozen=True, slots=True)
-class Keep:
+class ActionContext:
+    """What an action's function may use beyond its own parameters."""
+
+    tagged_pseudonym: Callable[[str], str]  # `Keyring.tagged_pseudonym` of the active key
+    redact: Callable[[str], str]  # `detectors.redact`, or a memoized equivalent
+
+
+@dataclass(frozen=True, slots=True)
+class Action(ABC):
+    """One action of a policy rule, with its parameters' values (equal if they are equal)."""
+
+    name: ClassVar[str]
+    takes_containers_whole: ClassVar[bool] = False
+
+    @abstractmethod
+    def function(self, context: ActionContext) -> Apply:
+        """The function on a value: on a whole container when `takes_containers_whole`,
+        else on one JSON scalar."""
+
+    def problem(self) -> str | None:
+        """What is wrong with this combination of parameters, if anything (each
+        parameter's own value is checked by its kind)."""
+        return None
+
+
+_REGISTRY: dict[str, type[Action]] = {}
+ACTIONS: Final[Mapping[str, type[Action]]] = MappingProxyType(_REGISTRY)  # in declaration order
+_ActionType = TypeVar("_ActionType", bound=type[Action])
+
+
+def registered(action_type: _ActionType) -> _ActionType:
+    """Adds the action class to `ACTIONS` under its `name`."""
+    if action_type.name in _REGISTRY:
+        raise ValueError(f"two actions are named {action_type.name!r}")
+    _REGISTRY[action_type.name] = action_type
+    return action_type
+
+
+def unchanged(value: Any) -> Any:
+    return value
+
+
+def dropped(value: Any) -> Dropped:
+    return DROPPED
+
+
+@registered
+@dataclass(frozen=True, slots=True)
+class Keep(Action):
     """Store the value as it is (a container whole, rules below it are not consulted)."""
 
     name: ClassVar[str] = "keep"
+    takes_containers_whole: ClassVar[bool] = True
+
+    def function(self, context: ActionContext) -> Apply:
+        return unchanged
 
 
+@registered
 @dataclass(frozen=True, slots=True)
-class Drop:
+class Drop(Action):
     """Remove the member (or array element) entirely (a container whole)."""
 
     name: ClassVar[str] = "drop"
+    takes_containers_whole: ClassVar[bool] = True
+
+    def function(self, context: ActionContext) -> Apply:
+        return dropped
 
 
+@registered
 @dataclass(frozen=True, slots=True)
-class Pseudonymize:
+class Pseudonymize(Action):
     """Replace the value by `<key id>:<HMAC-SHA256 hex>` of its text under the active key."""
 
     name: ClassVar[str] = "pseudonymize"
 
+    def function(self, context: ActionContext) -> Apply:
+        tagged = context.tagged_pseudonym
 
+        def pseudonymize_scalar(value: Any) -> Any:
+            if type(value) is str:  # the common case, one call shorter
+                return tagged(value)
+            return pseudonymize(value, tagged)
+
+        return pseudonymize_scalar
+
+
+@registered
 @dataclass(frozen=True, slots=True)
-class Mask:
+class Mask(Action):
     """Keep the last `keep_last` characters, replace the others by `*`."""
 
-    keep_last: int = 4
     name: ClassVar[str] = "mask"
+    keep_last: int = parameter(4, Integer(0, 1_000))
+
+    def function(self, context: ActionContext) -> Apply:
+        return partial(mask, keep_last=self.keep_last)
 
 
+@registered
 @dataclass(frozen=True, slots=True)
-class TruncateIp:
+class TruncateIp(Action):
     """Zero the host bits of an IP address: keep the first `ipv4_prefix`/`ipv6_prefix` bits."""
 
-    ipv4_prefix: int = 24
-    ipv6_prefix: int = 48
     name: ClassVar[str] = "truncate_ip"
+    ipv4_prefix: int = parameter(24, Integer(0, 32))
+    ipv6_prefix: int = parameter(48, Integer(0, 128))
+
+    def function(self, context: ActionContext) -> Apply:
+        return partial(truncate_ip, ipv4_prefix=self.ipv4_prefix, ipv6_prefix=self.ipv6_prefix)
 
 
+@registered
 @dataclass(frozen=True, slots=True)
-class GeneralizeTime:
+class GeneralizeTime(Action):
     """Truncate an RFC 3339 timestamp or date to the start of its year/month/day/hour."""
 
-    to: TimeUnit = "day"
     name: ClassVar[str] = "generalize_time"
+    # `parameter` returns a `dataclasses.field`, which ruff cannot see through.
+    to: TimeUnit = parameter("day", OneOf(TIME_UNITS, noun="unit"))  # noqa: RUF009
+
+    def function(self, context: ActionContext) -> Apply:
+        return partial(generalize_time, to=self.to)
 
 
+@registered
 @dataclass(frozen=True, slots=True)
-class GeneralizeNumber:
+class GeneralizeNumber(Action):
     """Replace a number by the lower bound of its bucket: given `buckets` (ascending
     lower bounds) or every `width` from zero. Exactly one of the two is set."""
 
-    buckets: tuple[int | float, ...] | None = None
-    width: int | float | None = None
     name: ClassVar[str] = "generalize_number"
+    buckets: tuple[int | float, ...] | None = parameter(
+        None, AscendingNumbers(element="a bucket bound")
+    )
+    width: int | float | None = parameter(None, PositiveNumber())
+
+    def function(self, context: ActionContext) -> Apply:
+        return partial(generalize_number, buckets=self.buckets, width=self.width)
+
+    def problem(self) -> str | None:
+        if (self.buckets is None) == (self.width is None):
+            return f"{self.name} needs exactly one of buckets and width"
+        return None
 
 
+@registered
 @dataclass(frozen=True, slots=True)
-class RedactText:
+class RedactText(Action):
     """Replace e-mail addresses, phone numbers, IPs, valid card numbers and IBANs in
     free text by `<EMAIL>`, `<PHONE>`, `<IP>`, `<CARD>`, `<IBAN>`; non-strings unchanged."""
 
     name: ClassVar[str] = "redact_text"
 
+    def function(self, context: ActionContext) -> Apply:
+        return partial(redact_text, redact=context.redact)
 
-Action = (
-    Keep | Drop | Pseudonymize | Mask | TruncateIp | GeneralizeTime | GeneralizeNumber | RedactText
-)
-ACTION_NAMES: Final = (
-    "keep",
-    "drop",
-    "pseudonymize",
-    "mask",
-    "truncate_ip",
-    "generalize_time",
-    "generalize_number",
-    "redact_text",
-)
 
-# --- the pure functions, one per action, on one JSON scalar --------------------------
+# --- the pure functions, one per value action, on one JSON scalar ---------------------
 
 
 def canonical_text(value: Any) -> str:
@@ -301,8 +395,8 @@ def _width_floor(value: int | float, width: int | float) -> int | float | Droppe
     return float(steps * step)
 
 
-def redact_text(value: Any) -> Any:
-    """`detectors.redact` of a string; every other scalar unchanged."""
+def redact_text(value: Any, redact: Callable[[str], str] = detectors.redact) -> Any:
+    """`redact` (by default `detectors.redact`) of a string; every other scalar unchanged."""
     if isinstance(value, str):
         return redact(value)
     return value

@@ -197,3 +197,42 @@ def test_contracts_check_of_a_missing_directory_is_an_error(tmp_path: Path) -> N
     done = run_app("contracts", "check", "--dir", str(tmp_path / "nowhere"))
     assert done.returncode == 2
     assert f"contracts directory {tmp_path / 'nowhere'} does not exist" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("manifest", "line", "reason"),
+    [
+        (b"types:\n  com.example.test: {mode: lenient}\n  x: {mode: sloppy}\n", 3, "types.x.mode"),
+        (b"types:\n  com.example.test:\n    mode: lenient\n    when: always\n", 4, "types."),
+        (
+            b"types:\n  com.example.test: {mode: strict}\n  nope.type: {mode: lenient}\n",
+            3,
+            "types: no contract for nope.type",
+        ),
+        (
+            b"types:\n  com.example.test: {mode: strict}\n  com.example.test: {mode: lenient}\n",
+            3,
+            "duplicate key 'com.example.test' in types (first at line 2)",
+        ),
+        (b"types:\n  com.example.test: {mode: [strict\n", 3, "invalid YAML"),
+        (b"[1, 2]\n", 1, "valid dictionary"),
+    ],
+)
+def test_a_defective_manifest_entry_is_reported_with_its_line(
+    tmp_path: Path, manifest: bytes, line: int, reason: str
+) -> None:
+    _write(tmp_path, f"{TYPE}/1.json", {"type": "object"})
+    _write(tmp_path, "contracts.yaml", manifest)
+    with pytest.raises(ContractError) as raised:
+        _load(tmp_path)
+    message = str(raised.value)
+    assert message.startswith(f"{tmp_path / 'contracts.yaml'}:{line}: "), message
+    assert reason in message, message
+
+
+def test_an_empty_manifest_means_the_default_modes(tmp_path: Path) -> None:
+    _write(tmp_path, f"{TYPE}/1.json", {"type": "object"})
+    _write(tmp_path, "contracts.yaml", b"# nothing yet\n")
+    latest = _load(tmp_path).latest(TYPE)
+    assert latest is not None
+    assert latest.mode == ContractMode.STRICT

@@ -9,7 +9,8 @@ from typing import Any
 from app.model.events import CloudEvent, Transport
 from app.privacy.engine import PolicyAnonymizer
 from app.privacy.keyring import Keyring
-from app.privacy.policy import Policy, parse_policy
+from app.privacy.policy import parse_policy
+from app.privacy.rules import Policy
 
 KEY = b"privacy-test-key"
 

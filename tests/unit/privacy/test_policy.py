@@ -20,7 +20,8 @@ from app.privacy.actions import (
     RedactText,
     TruncateIp,
 )
-from app.privacy.policy import EACH, PolicyError, check_glob, load_policy, parse_path
+from app.privacy.grammar import EACH, check_glob, parse_path
+from app.privacy.policy import PolicyError, load_policy
 from tests.unit.privacy.builders import policy_from
 
 FULL = """\
