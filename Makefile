@@ -6,7 +6,7 @@ STAMP := .venv/.installed
 # This machine's pip config names an index folder that is sometimes absent; its warnings are noise.
 QUIET_PIP := grep -v '^WARNING: Location' || true
 
-.PHONY: install run test lint bench migrate clean
+.PHONY: install run test lint bench migrate clean tools tools-k8s lock
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv .venv
@@ -18,11 +18,21 @@ install: $(STAMP)
 run: install
 	$(PY) -m app serve --migrate
 
-test: install lint
+test: install lint tools
 	$(PY) -m pytest
 
 lint: install
 	.venv/bin/ruff check . && .venv/bin/ruff format --check . && .venv/bin/mypy app
+
+tools: tools-k8s
+
+# podman/runc/debootstrap (Debian) and checkov (own venv) for tests/image and tests/chart.
+tools-k8s: install
+	.ci/tools-k8s.sh
+
+# The hash-pinned dependencies the image installs; refresh after changing [project].dependencies.
+lock: install
+	.venv/bin/uv pip compile pyproject.toml --universal --python-version 3.11 --generate-hashes --quiet -o requirements.lock
 
 bench: install
 	$(PY) -m bench
