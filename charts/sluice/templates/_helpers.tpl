@@ -50,12 +50,15 @@ app.kubernetes.io/component: {{ .component }}
 The HPA/KEDA guard (PostHog's chart does the same): two autoscalers on one Deployment
 fight over its replica count, so the render fails instead.
 */}}
-{{- define "sluice.validateAutoscaling" -}}
+{{- define "sluice.validate" -}}
 {{- if and .Values.consumer.autoscaling.enabled .Values.consumer.keda.enabled }}
 {{- fail "consumer.autoscaling.enabled and consumer.keda.enabled both scale the consumer Deployment: enable one (KEDA creates its own HPA)" }}
 {{- end }}
 {{- if and .Values.consumer.keda.enabled (not .Values.consumer.enabled) }}
 {{- fail "consumer.keda.enabled needs consumer.enabled" }}
+{{- end }}
+{{- if and .Values.consumer.enabled (not .Values.secrets.amqpUrl.name) }}
+{{- fail "consumer.enabled needs secrets.amqpUrl.name: the consumer reads AMQP_URL" }}
 {{- end }}
 {{- end }}
 
@@ -186,6 +189,11 @@ seccompProfile:
 - name: contracts
   configMap:
     name: {{ include "sluice.fullname" . }}-contracts
+    items:
+      {{- range $file, $_ := .Values.contracts.files }}
+      - key: {{ $file | replace "/" "--" }}
+        path: {{ $file }}
+      {{- end }}
 {{- end }}
 {{- end }}
 
