@@ -6,7 +6,7 @@ STAMP := .venv/.installed
 # This machine's pip config names an index folder that is sometimes absent; its warnings are noise.
 QUIET_PIP := grep -v '^WARNING: Location' || true
 
-.PHONY: install run test lint bench migrate clean tools tools-k8s lock
+.PHONY: install run test lint bench migrate clean tools tools-k8s lock crd-schemas
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv .venv
@@ -33,6 +33,10 @@ tools-k8s: install
 # The hash-pinned dependencies the image installs; refresh after changing [project].dependencies.
 lock: install
 	.venv/bin/uv pip compile pyproject.toml --universal --python-version 3.11 --generate-hashes --quiet -o requirements.lock
+
+# Rewrite the chart tests' CRD schemas from the pinned models (.ci/tools-k8s.sh).
+crd-schemas: tools-k8s
+	$${XDG_CACHE_HOME:-$$HOME/.cache}/sluice/crd-models-venv/bin/python deploy/crd_schemas.py tests/chart/crd-schemas
 
 bench: install
 	$(PY) -m bench

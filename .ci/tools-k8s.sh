@@ -32,3 +32,11 @@ if ! "$helm" version --short >/dev/null 2>&1; then
     mkdir -p "$(dirname "$helm")"
     install -m 0755 "$work/layer/helm/helm" "$helm"
 fi
+# The source of tests/chart/crd-schemas/ (deploy/crd_schemas.py): pinned, in its own venv.
+crd="${XDG_CACHE_HOME:-$HOME/.cache}/sluice/crd-models-venv"
+if ! "$crd/bin/python" -c 'import cloudcoil.models.keda, cloudcoil.models.prometheus_operator' 2>/dev/null; then
+    python3 -m venv "$crd"
+    "$crd/bin/pip" install -q --disable-pip-version-check \
+        'cloudcoil-models-keda==2.16.1.0' 'cloudcoil-models-prometheus-operator==0.80.1.0' 2>&1 \
+        | grep -v '^WARNING: Location' || true
+fi

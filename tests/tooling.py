@@ -19,11 +19,12 @@ CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "slui
 
 
 def require_tool(name: str, *, where: Path | None = None) -> str:
-    """The path of `name` (in `where`, else the project's venv, else PATH), or fail/skip."""
-    for candidate in (where, VENV_BIN):
-        if candidate is not None and (candidate / name).exists():
+    """The path of `name` in `where` (a tool's own venv), or else in the project's venv or
+    on PATH; otherwise fail (CI) or skip."""
+    for candidate in (where,) if where is not None else (VENV_BIN,):
+        if (candidate / name).exists():
             return str(candidate / name)
-    found = shutil.which(name)
+    found = shutil.which(name) if where is None else None
     if found is not None:
         return found
     reason = f"{name} is not installed (make tools-k8s installs it)"
