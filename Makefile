@@ -6,7 +6,7 @@ STAMP := .venv/.installed
 # This machine's pip config names an index folder that is sometimes absent; its warnings are noise.
 QUIET_PIP := grep -v '^WARNING: Location' || true
 
-.PHONY: install run test lint bench migrate clean tools tools-k8s lock crd-schemas
+.PHONY: install run test lint bench migrate clean tools tools-k8s lock crd-schemas chart-readme
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv .venv
@@ -37,6 +37,10 @@ lock: install
 # Rewrite the chart tests' CRD schemas from the pinned models (.ci/tools-k8s.sh).
 crd-schemas: tools-k8s
 	$${XDG_CACHE_HOME:-$$HOME/.cache}/sluice/crd-models-venv/bin/python deploy/crd_schemas.py tests/chart/crd-schemas
+
+# Regenerate the values table of charts/sluice/README.md from values.yaml.
+chart-readme: install
+	$(PY) deploy/chart_values_table.py
 
 bench: install
 	$(PY) -m bench
