@@ -23,8 +23,10 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     SLUICE_HOST=0.0.0.0 \
-    SLUICE_PORT=8000 \
-    PROMETHEUS_MULTIPROC_DIR=/var/lib/sluice/metrics
+    SLUICE_PORT=8000
+# /var/lib/sluice/metrics: where `serve --workers N` may keep its multiprocess metrics
+# (PROMETHEUS_MULTIPROC_DIR; the chart mounts an emptyDir there); unset, gunicorn.conf.py
+# makes a directory under /tmp. Single-process commands keep their metrics in memory.
 RUN groupadd --gid ${UID} sluice \
     && useradd --no-log-init --uid ${UID} --gid ${UID} --no-create-home --home-dir /nonexistent \
        --shell /usr/sbin/nologin sluice \

@@ -61,18 +61,26 @@ async def image(request: pytest.FixtureRequest) -> str:
     status, size = await _run(podman, "image", "inspect", IMAGE, "--format", "{{.Size}}")
     assert status == 0, size
     # The figure the issue asks for, written past pytest's capture into `make test`'s output.
+    seconds = time.monotonic() - started
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
     terminal = request.config.pluginmanager.get_plugin("terminalreporter")
-    if terminal is not None:
-        seconds = time.monotonic() - started
-        terminal.write_line(f"\nimage {IMAGE}: {int(size) / 1e6:.0f} MB, built in {seconds:.1f} s")
+    if capture is not None and terminal is not None:
+        with capture.global_and_fixture_disabled():
+            terminal.write_line(
+                f"\nimage {IMAGE}: {int(size) / 1e6:.0f} MB, built in {seconds:.1f} s"
+            )
     return IMAGE
 
 
-def _container_args(database_url: str, *env: str) -> list[str]:
+def _container_args(database_url: str, *env: str, serving: bool = False) -> list[str]:
     """`podman run` options as the chart runs the pod: host network here (the machine's
-    PostgreSQL), root filesystem read-only, the metrics directory an emptyDir-like tmpfs
-    owned by the image's user (Kubernetes' fsGroup), /tmp a tmpfs (podman's --read-only)."""
-    options = ["--network=host", "--read-only", f"--tmpfs={METRICS_DIR}:U"]
+    PostgreSQL), root filesystem read-only, /tmp a tmpfs (podman's --read-only); for the
+    API, its multiprocess metrics directory a tmpfs owned by the image's user (an emptyDir
+    with Kubernetes' fsGroup)."""
+    options = ["--network=host", "--read-only"]
+    if serving:
+        options.append(f"--tmpfs={METRICS_DIR}:U")
+        env = (*env, f"PROMETHEUS_MULTIPROC_DIR={METRICS_DIR}")
     for assignment in (f"DATABASE_URL={database_url}", *env):
         options += ["--env", assignment]
     return options
@@ -133,7 +141,7 @@ async def test_migrate_serve_store_and_drain_on_sigterm(
     # it arrives, so only the drain can store them.
     env = (f"SLUICE_PORT={port}", "SLUICE_BATCH_MAX_DELAY_MS=2000")
     run = [podman, "run", "--detach", "--name", container_name]
-    status, output = await _run(*run, *_container_args(fresh_database, *env), image)
+    status, output = await _run(*run, *_container_args(fresh_database, *env, serving=True), image)
     assert status == 0, output
     base_url = f"http://127.0.0.1:{port}"
     await _wait_ready(base_url, podman, container_name)

@@ -117,7 +117,6 @@ SLUICE_AMQP_HEALTH_PORT: {{ .Values.consumer.healthPort | quote }}
 SLUICE_LOG_LEVEL: {{ .Values.logLevel | quote }}
 {{- /* The CronJob runs upkeep: the service processes must not also run it hourly. */}}
 SLUICE_DB_MAINTENANCE_IN_PROCESS: {{ not .Values.maintenance.enabled | quote }}
-PROMETHEUS_MULTIPROC_DIR: /var/lib/sluice/metrics
 {{- if .Values.privacy.policy }}
 SLUICE_PRIVACY_POLICY_FILE: /etc/sluice/policy/policy.yaml
 {{- end }}
@@ -159,8 +158,6 @@ seccompProfile:
 {{- define "sluice.volumeMounts" -}}
 - name: tmp
   mountPath: /tmp
-- name: metrics
-  mountPath: /var/lib/sluice/metrics
 {{- if .Values.privacy.policy }}
 - name: policy
   mountPath: /etc/sluice/policy
@@ -175,9 +172,6 @@ seccompProfile:
 
 {{- define "sluice.volumes" -}}
 - name: tmp
-  emptyDir:
-    sizeLimit: 64Mi
-- name: metrics
   emptyDir:
     sizeLimit: 64Mi
 {{- if .Values.privacy.policy }}
