@@ -6,7 +6,7 @@ STAMP := .venv/.installed
 # This machine's pip config names an index folder that is sometimes absent; its warnings are noise.
 QUIET_PIP := grep -v '^WARNING: Location' || true
 
-.PHONY: install run test lint bench migrate clean
+.PHONY: install run test lint bench migrate clean tools tools-k8s lock crd-schemas chart-readme
 
 $(STAMP): pyproject.toml
 	@echo "sluice: installing into .venv (the first time takes about a minute)"
@@ -19,11 +19,29 @@ install: $(STAMP)
 run: install
 	$(PY) -m app serve --migrate
 
-test: install lint
+test: install lint tools
 	$(PY) -m pytest
 
 lint: install
 	.venv/bin/ruff check . && .venv/bin/ruff format --check . && .venv/bin/mypy app && .venv/bin/lint-imports --no-cache
+
+tools: tools-k8s
+
+# podman/runc/debootstrap (Debian) and checkov (own venv) for tests/image and tests/chart.
+tools-k8s: install
+	.ci/tools-k8s.sh
+
+# The hash-pinned dependencies the image installs; refresh after changing [project].dependencies.
+lock: install
+	.venv/bin/uv pip compile pyproject.toml --universal --python-version 3.11 --generate-hashes --quiet -o requirements.lock
+
+# Rewrite the chart tests' CRD schemas from the pinned models (.ci/tools-k8s.sh).
+crd-schemas: tools-k8s
+	$${XDG_CACHE_HOME:-$$HOME/.cache}/sluice/crd-models-venv/bin/python deploy/crd_schemas.py tests/chart/crd-schemas
+
+# Regenerate the values table of charts/sluice/README.md from values.yaml.
+chart-readme: install
+	$(PY) deploy/chart_values_table.py
 
 bench: install
 	$(PY) -m bench

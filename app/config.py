@@ -85,6 +85,8 @@ class DatabaseSettings(_Group):
     partitions_ahead: int = Field(3, ge=1)
     dedup_window_days: int = Field(31, ge=1)
     maintenance_interval_s: float = Field(3600.0, gt=0)
+    # False: no process runs upkeep on its own; `python -m app maintain` (a CronJob) does.
+    maintenance_in_process: bool = True
     embedded_dir: str = ".data/postgres"
 
 

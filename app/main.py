@@ -151,11 +151,14 @@ async def pipeline(settings: Settings) -> AsyncIterator[Services]:
         )
         _tune_garbage_collector()
         background = [
-            asyncio.create_task(
-                run_periodically(repository, settings.db, settings.retention, utc_now)
-            ),
-            asyncio.create_task(recorder.run(settings.quality.flush_interval_s, quarantined)),
+            asyncio.create_task(recorder.run(settings.quality.flush_interval_s, quarantined))
         ]
+        if settings.db.maintenance_in_process:
+            background.append(
+                asyncio.create_task(
+                    run_periodically(repository, settings.db, settings.retention, utc_now)
+                )
+            )
         try:
             yield services
         finally:
