@@ -76,6 +76,10 @@ class DatabaseSettings(_Group):
     dedup_window_days: int = Field(31, ge=1)
     maintenance_interval_s: float = Field(3600.0, gt=0)
     embedded_dir: str = ".data/postgres"
+    # The circuit breaker: failed database calls in a row that open it, and seconds it stays
+    # open (calls answered 503 unasked) before the next call is let through as a probe.
+    breaker_failures: int = Field(5, ge=1)
+    breaker_reset_s: float = Field(5.0, gt=0)
 
 
 class PrivacySettings(_Group):

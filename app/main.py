@@ -43,7 +43,7 @@ from app.privacy.keyring import Keyring
 from app.privacy.policy import load_policy
 from app.sources.amqp import AmqpDecoder
 from app.sources.oidc import PushAuthenticator
-from app.storage.database import create_pool
+from app.storage.database import create_pool, database_guard
 from app.storage.maintenance import run_periodically
 from app.storage.migrations import head_revision
 from app.storage.quality import QualityRepository
@@ -107,12 +107,14 @@ async def pipeline(settings: Settings) -> AsyncIterator[Services]:
         repository = EventRepository(pool)
         quarantined = QuarantineRepository(pool)
         quality_counts = QualityRepository(pool)
-        recorder = QualityRecorder(quality_counts)
+        breaker, policy = database_guard(pool, settings)
+        recorder = QualityRecorder(quality_counts, policy=policy)
         writer = BatchWriter(
             repository,
             settings.db,
             max_backoff_s=settings.batch.retry_max_backoff_s,
             on_committed=recorder.record,
+            policy=policy,
         )
         await writer.ensure_partitions()
         batcher = Batcher(
@@ -141,6 +143,7 @@ async def pipeline(settings: Settings) -> AsyncIterator[Services]:
             ),
             quality=quality_counts,
             schema_head=head_revision(),
+            breaker=breaker,
         )
         _tune_garbage_collector()
         background = [

@@ -15,6 +15,7 @@ from app.pipeline.ingest import IngestService
 from app.pipeline.replay import Replayer
 from app.privacy.keyring import Keyring
 from app.sources.oidc import PushAuthenticator
+from app.storage.breaker import DatabaseBreaker
 from app.storage.quality import QualityRepository
 from app.storage.quarantine import QuarantineRepository
 from app.storage.repository import EventRepository
@@ -36,6 +37,7 @@ class Services:
     schema_head: str | None  # the Alembic revision this code expects
     broker: BrokerStatus | None = None  # the consumer; the link in broker-backed HTTP mode
     forwarder: Forwarder | None = None  # set in broker-backed HTTP mode (SLUICE_HTTP_ACK)
+    breaker: DatabaseBreaker | None = None  # the circuit breaker around PostgreSQL
 
 
 async def get_services(request: Request) -> Services:

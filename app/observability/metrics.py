@@ -95,6 +95,16 @@ BROKER_PUBLISH_FAILURES = Counter(
     "sluice_broker_publish_failures_total",
     "Broker-backed HTTP requests answered 503 because RabbitMQ did not confirm.",
 )
+DATABASE_CIRCUIT_STATE = Gauge(
+    "sluice_database_circuit_state",
+    "The circuit breaker around PostgreSQL: 0 closed, 1 half-open (probing), 2 open "
+    "(database calls refused unasked); the worst worker's.",
+    multiprocess_mode="livemax",
+)
+DATABASE_CIRCUIT_OPENED = Counter(
+    "sluice_database_circuit_opened_total",
+    "Times the circuit breaker around PostgreSQL opened after repeated failures.",
+)
 PARTITIONS_CREATED = Counter(
     "sluice_partitions_created_total", "Partitions of the events table created ahead of need."
 )

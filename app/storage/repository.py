@@ -2,8 +2,9 @@
 
 Errors are mapped here, by SQLSTATE class, never by message text:
 
-- `StorageUnavailable(transient=True)`: the same statement may succeed if retried
-  (connection lost, serialization failure, deadlock, shutdown, timeouts);
+- `TransientStorageError`: the same statement may succeed if retried, as judged by the
+  one retry policy (`app.storage.retry.is_transient`: connection lost, a read-only
+  server after a failover, serialization failure, deadlock, shutdown, timeouts);
 - `StorageRefusedBatch`: PostgreSQL refused a value in the batch (SQLSTATE classes 22,
   23, 54); retrying the same rows cannot help, splitting the batch can;
 - `StorageUnavailable(transient=False)`: anything else (a missing table, say): not the
@@ -12,7 +13,6 @@ Errors are mapped here, by SQLSTATE class, never by message text:
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
 import re
@@ -27,23 +27,10 @@ import orjson
 from app.errors import ErrorCode, InvalidInput, SluiceError, StorageUnavailable
 from app.pipeline.events import AnonymizedEvent, QuarantineRecord
 from app.storage.partitions import PartitionRange
+from app.storage.retry import TransientStorageError, is_transient
 
 log = logging.getLogger(__name__)
 
-_TRANSIENT_SQLSTATES = frozenset(
-    {
-        "40001",  # serialization_failure
-        "40P01",  # deadlock_detected
-        "55P03",  # lock_not_available
-        "57014",  # query_canceled (statement_timeout)
-        "57P01",  # admin_shutdown
-        "57P02",  # crash_shutdown
-        "57P03",  # cannot_connect_now
-        "53300",  # too_many_connections
-        "53100",  # disk_full: an operator can free space without losing the batch
-    }
-)
-_TRANSIENT_CLASSES = frozenset({"08"})  # connection_exception
 _REFUSED_CLASSES = frozenset({"22", "23", "54"})  # data exception, integrity, program limit
 # Advisory lock keys shared by every Sluice process. Distinct: maintenance holds its session
 # lock while its own DDL takes the transaction lock on another connection.
@@ -73,10 +60,6 @@ class StorageRefusedBatch(InvalidInput):
 
     def __init__(self, message: str) -> None:
         super().__init__(message, code=ErrorCode.STORAGE_REFUSED_VALUE)
-
-
-class TransientStorageError(StorageUnavailable):
-    pass
 
 
 class PartitionMissing(TransientStorageError):
@@ -161,17 +144,6 @@ SELECT source, id, true FROM suppressed
 """
 
 
-def _is_transient(exc: BaseException) -> bool:
-    if isinstance(exc, asyncpg.PostgresError):
-        state = exc.sqlstate or ""
-        return state in _TRANSIENT_SQLSTATES or state[:2] in _TRANSIENT_CLASSES
-    # The connection itself failed: refused, reset, closed under us, or timed out.
-    return isinstance(
-        exc,
-        OSError | asyncio.TimeoutError | asyncpg.InterfaceError | asyncpg.PostgresConnectionError,
-    )
-
-
 @contextmanager
 def mapped_errors(operation: str) -> Iterator[None]:
     try:
@@ -181,7 +153,7 @@ def mapped_errors(operation: str) -> Iterator[None]:
     except Exception as exc:
         if isinstance(exc, asyncpg.CheckViolationError):
             raise PartitionMissing(f"{operation}: no partition for the batch") from exc
-        if _is_transient(exc):
+        if is_transient(exc):
             raise TransientStorageError(f"{operation}: {type(exc).__name__}") from exc
         if isinstance(exc, asyncpg.PostgresError) and (exc.sqlstate or "")[:2] in _REFUSED_CLASSES:
             raise StorageRefusedBatch(f"{operation}: SQLSTATE {exc.sqlstate}") from exc
