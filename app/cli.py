@@ -1,5 +1,5 @@
 """`python -m app <command>`: serve | consume | migrate | downgrade | maintain | replay |
-contracts.
+contracts | backup | restore.
 
 `serve` runs uvicorn (one process, for development) or, with `--workers N`, gunicorn with
 uvicorn workers and `gunicorn.conf.py` (production). With no `DATABASE_URL` outside
@@ -32,8 +32,8 @@ from app.observability.logging import configure_logging, logging_config
 from app.pipeline.replay import Replayer, ReplayReport
 from app.pipeline.writer import BatchWriter
 from app.privacy.policy import PolicyError, load_policy
-from app.storage import migrations
-from app.storage.database import create_pool
+from app.storage import backup, migrations
+from app.storage.database import create_pool, database_guard
 from app.storage.embedded import ensure_database, start_embedded
 from app.storage.maintenance import maintain
 from app.storage.quarantine import QuarantineFilter, QuarantineRepository
@@ -54,6 +54,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "maintain": _maintain,
         "replay": _replay,
         "contracts": _check_contracts,
+        "backup": _backup,
+        "restore": _restore,
     }[args.command]
     return handler(args, settings)
 
@@ -88,6 +90,14 @@ def _parser() -> argparse.ArgumentParser:
     contracts = commands.add_parser("contracts", help="data contracts")
     contracts.add_argument("action", choices=["check"], help="load and compile every contract")
     contracts.add_argument("--dir", type=Path, help="default: SLUICE_CONTRACTS_DIR")
+    backup = commands.add_parser(
+        "backup", help="pg_dump -Fc to PATH, schema revision and checksum in PATH.meta.json"
+    )
+    backup.add_argument("path", type=Path)
+    restore = commands.add_parser(
+        "restore", help="pg_restore PATH into the (empty) database; refuses a newer schema"
+    )
+    restore.add_argument("path", type=Path)
     return parser
 
 
@@ -234,7 +244,10 @@ def _replay(args: argparse.Namespace, settings: Settings) -> int:
 
     def replay(pool: asyncpg.Pool) -> Awaitable[ReplayReport]:
         writer = BatchWriter(
-            EventRepository(pool), settings.db, max_backoff_s=settings.batch.retry_max_backoff_s
+            EventRepository(pool),
+            settings.db,
+            max_backoff_s=settings.batch.retry_max_backoff_s,
+            policy=database_guard(pool, settings)[1],
         )
         replayer = Replayer(
             QuarantineRepository(pool),
@@ -245,4 +258,25 @@ def _replay(args: argparse.Namespace, settings: Settings) -> int:
         return replayer.replay(where, dry_run=args.dry_run, max_rows=args.max_rows)
 
     _run_on_pool(url, settings, replay)
+    return 0
+
+
+def _backup(args: argparse.Namespace, settings: Settings) -> int:
+    url = _database_url(settings, keep_running=False)
+    return _report_or_fail(lambda: backup.backup(url, args.path))
+
+
+def _restore(args: argparse.Namespace, settings: Settings) -> int:
+    url = _database_url(settings, keep_running=False)
+    return _report_or_fail(lambda: backup.restore(url, args.path))
+
+
+def _report_or_fail(work: Callable[[], Any]) -> int:
+    """Run `work`, print its report as one JSON line; a `BackupError` is one line, exit 1."""
+    try:
+        report = work()
+    except backup.BackupError as exc:
+        print(f"sluice: {exc}", file=sys.stderr)
+        return 1
+    print(orjson.dumps(asdict(report), default=str).decode())
     return 0

@@ -250,6 +250,9 @@ class Settings(_Group):
     )
     amqp_url: str | None = Field(None, validation_alias=AliasChoices("AMQP_URL", "amqp_url"))
     http_ack: HttpAck = HttpAck.COMMIT
+    # Seconds between SIGTERM and the server's stop, while readiness already fails and
+    # requests are still served (a load balancer's time to stop sending): see app/drain.py.
+    drain_delay_s: float = Field(0.0, ge=0, le=300)
 
     limits: LimitSettings = Field(default_factory=LimitSettings)
     batch: BatchSettings = Field(default_factory=BatchSettings)

@@ -30,6 +30,7 @@ from app.clock import utc_now
 from app.config import DEVELOPMENT_PSEUDONYM_KEY, HttpAck, Settings
 from app.consumer import Consumer
 from app.contracts.checker import ContractChecker
+from app.drain import Drain
 from app.observability.access_log import AccessLogMiddleware
 from app.observability.logging import configure_logging
 from app.pipeline.batcher import Batcher
@@ -80,7 +81,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     async with pipeline(settings) as services, _broker_mode(settings, services) as wired:
-        app.state.services = wired
+        drain = Drain(settings.drain_delay_s)
+        drain.install()
+        app.state.services = replace(wired, drain=drain)
         yield
 
 

@@ -9,6 +9,7 @@ from fastapi import Depends, Request
 
 from app.broker import BrokerStatus
 from app.config import Settings
+from app.drain import Drain
 from app.pipeline.batcher import Batcher
 from app.pipeline.forward import Forwarder
 from app.pipeline.ingest import IngestService
@@ -38,6 +39,7 @@ class Services:
     broker: BrokerStatus | None = None  # the consumer; the link in broker-backed HTTP mode
     forwarder: Forwarder | None = None  # set in broker-backed HTTP mode (SLUICE_HTTP_ACK)
     breaker: DatabaseBreaker | None = None  # the circuit breaker around PostgreSQL
+    drain: Drain | None = None  # the web process's SIGTERM drain (readiness fails first)
 
 
 async def get_services(request: Request) -> Services:

@@ -79,6 +79,8 @@ async def health(services: ServicesDep) -> Response:
     components = {"database": await _database(services), "batcher": _batcher(services)}
     if services.breaker is not None:
         components["circuit"] = services.breaker.status()
+    if services.drain is not None:
+        components["drain"] = services.drain.status()
     if services.broker is not None:
         components["broker"] = _broker(services.broker)
     ok = all(component["ok"] for component in components.values())
