@@ -24,6 +24,8 @@ import asyncpg
 import httpx
 import orjson
 
+from app.config import AmqpSettings
+from tests.broker_support import publish_all, raw_message
 from tests.support import make_event
 
 BATCH = "application/cloudevents-batch+json"
@@ -37,6 +39,7 @@ class Ledger:
     acknowledged: set[str] = field(default_factory=set)
     statuses: Counter[int] = field(default_factory=Counter)
     transport_errors: int = 0
+    unanswered: list[float] = field(default_factory=list)  # start times of attempts with no answer
     missing_retry_after: int = 0  # 429/503 answers without a Retry-After header
     slowest_refusal_s: float = 0.0  # the longest a 503 took to come back
     answered: list[tuple[float, float, int]] = field(default_factory=list)  # (sent, done, status)
@@ -78,6 +81,16 @@ async def stored_counts(url: str, source: str) -> Counter[str]:
     finally:
         await connection.close()
     return Counter({row["id"]: row["n"] for row in rows})
+
+
+async def wait_stored(url: str, source: str, total: int, timeout_s: float = 90) -> Counter[str]:
+    """Polls until `total` distinct events of `source` are stored (or the time is up)."""
+    deadline = time.monotonic() + timeout_s
+    stored = await stored_counts(url, source)
+    while len(stored) < total and time.monotonic() < deadline:
+        await asyncio.sleep(0.3)
+        stored = await stored_counts(url, source)
+    return stored
 
 
 def tally(ledger: Ledger, stored: Counter[str]) -> Counts:
@@ -129,6 +142,7 @@ class Load:
                 )
             except _TRANSPORT_ERRORS:
                 self.ledger.transport_errors += 1
+                self.ledger.unanswered.append(started)
                 await asyncio.sleep(self.retry_pause_s)
                 continue
             self.ledger.note(response.status_code, started, response)
@@ -139,3 +153,17 @@ class Load:
                 )
                 return
             await asyncio.sleep(self.retry_pause_s)
+
+
+async def publish_paced(
+    url: str, queue: AmqpSettings, ids: list[str], *, chunk: int, pause_s: float
+) -> set[str]:
+    """Raw JSON messages with these `message_id`s, `chunk` per confirmed publish, a pause
+    between: a steady stream for a consumer under test. Returns the confirmed ids."""
+    confirmed: set[str] = set()
+    for start in range(0, len(ids), chunk):
+        part = ids[start : start + chunk]
+        await publish_all(url, [raw_message(orjson.dumps({"id": i}), i) for i in part], queue)
+        confirmed.update(part)
+        await asyncio.sleep(pause_s)
+    return confirmed

@@ -45,6 +45,12 @@ class Service:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.process.pid, signum)
 
+    def crash(self) -> None:
+        """SIGKILL of the whole process group: no drain, no flush, no goodbye."""
+        self.signal_group(signal.SIGKILL)
+        if self.process is not None:
+            self.process.wait(timeout=30)
+
     def wait(self, timeout_s: float) -> int:
         assert self.process is not None
         return self.process.wait(timeout=timeout_s)

@@ -17,14 +17,12 @@ import uuid
 from pathlib import Path
 
 import asyncpg
-import orjson
 import pytest
 
-from app.config import AmqpSettings
-from tests.broker_support import amqp_settings, publish_all, queue_depth, raw_message
+from tests.broker_support import amqp_settings, queue_depth
 from tests.faults.cluster import Cluster, create_database, make_synchronous
 from tests.faults.conftest import Report
-from tests.faults.load import Ledger, Load, stored_counts, tally
+from tests.faults.load import Ledger, Load, publish_paced, stored_counts, tally, wait_stored
 from tests.faults.process import service
 from tests.faults.support import fault_env
 from tests.integration.test_amqp_consumer import amqp_url  # noqa: F401 - a fixture
@@ -51,27 +49,6 @@ def two_hosts(primary: Cluster, replica: Cluster) -> str:
         f"postgresql://postgres@{primary.address},{replica.address}/sluice"
         "?target_session_attrs=read-write&application_name=sluice-failover-test"
     )
-
-
-async def publish_slowly(url: str, source: str, queue: AmqpSettings) -> set[str]:
-    """`MESSAGES` raw JSON messages in small confirmed chunks, spread over a few seconds."""
-    confirmed: set[str] = set()
-    for start in range(0, MESSAGES, _CHUNK):
-        ids = [f"{source}-{n}" for n in range(start, start + _CHUNK)]
-        await publish_all(url, [raw_message(orjson.dumps({"n": i}), i) for i in ids], queue)
-        confirmed.update(ids)
-        await asyncio.sleep(0.15)
-    return confirmed
-
-
-async def consumed(url: str, queue: AmqpSettings, database_url: str, source: str) -> None:
-    """Waits (up to 90 s) until every message is stored and the queue is empty."""
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        stored = await stored_counts(database_url, source)
-        if len(stored) >= MESSAGES and await queue_depth(url, queue.queue) == 0:
-            break
-        await asyncio.sleep(0.5)
 
 
 async def test_failover_to_the_synchronous_replica(
@@ -107,7 +84,10 @@ async def test_failover_to_the_synchronous_replica(
         consumer.start(probe="ready")
         load = Load(lambda: web.base_url, http_source, clients=4, batches=30, pause_s=0.1)
         http_load = asyncio.create_task(load.run())
-        published = asyncio.create_task(publish_slowly(amqp_url, amqp_source, queue))
+        ids = [f"{amqp_source}-{n}" for n in range(MESSAGES)]
+        published = asyncio.create_task(
+            publish_paced(amqp_url, queue, ids, chunk=_CHUNK, pause_s=0.15)
+        )
         await asyncio.sleep(2)
         await asyncio.to_thread(primary.kill)
         killed_at = time.monotonic()
@@ -116,7 +96,7 @@ async def test_failover_to_the_synchronous_replica(
         promoted_after = time.monotonic() - killed_at
         ledger = await http_load
         confirmed = await published
-        await consumed(amqp_url, queue, replica.url(), amqp_source)
+        await wait_stored(replica.url(), amqp_source, MESSAGES)
         web_alive = web.process is not None and web.process.poll() is None
         consumer_alive = consumer.process is not None and consumer.process.poll() is None
         dead_lettered = await queue_depth(amqp_url, queue.dead_letter_queue)
