@@ -30,20 +30,25 @@ _PROBE_TIMEOUT_S = 2.0
 
 
 async def _database(services: Services) -> dict[str, Any]:
-    async def probe() -> str | None:
-        return await asyncio.wait_for(
-            services.repository.schema_revision(probe_timeout_s=_PROBE_TIMEOUT_S),
-            _PROBE_TIMEOUT_S + 0.5,
-        )
+    async def probe() -> tuple[str | None, bool]:
+        repository = services.repository
+        revision = await repository.schema_revision(probe_timeout_s=_PROBE_TIMEOUT_S)
+        return revision, await repository.accepts_writes(probe_timeout_s=_PROBE_TIMEOUT_S)
 
     try:
         # Through the breaker: while it is open the database is not asked; once it may
-        # probe, this probe is a trial too, so an idle, unready pod can still recover.
-        revision = await (services.breaker.call(probe) if services.breaker else probe())
+        # probe, this probe is the trial, so an idle, unready pod can still recover.
+        checked = services.breaker.probe(probe) if services.breaker else probe()
+        revision, writable = await asyncio.wait_for(checked, _PROBE_TIMEOUT_S + 0.5)
     except (SluiceError, TimeoutError) as exc:
         return {"ok": False, "error": type(exc).__name__}
     at_head = revision == services.schema_head
-    return {"ok": at_head, "revision": revision, "expected_revision": services.schema_head}
+    return {
+        "ok": at_head and writable,
+        "revision": revision,
+        "expected_revision": services.schema_head,
+        "writable": writable,  # false: a standby, or a primary refusing writes (disk full)
+    }
 
 
 def _batcher(services: Services) -> dict[str, Any]:

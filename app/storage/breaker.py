@@ -87,6 +87,14 @@ class DatabaseBreaker:
             exc.with_traceback(None)
             raise DatabaseCircuitOpen() from None
 
+    async def probe(self, operation: Callable[[], Awaitable[T]]) -> T:
+        """A health probe: the trial call of an open circuit once it may probe, but while
+        the circuit is closed it neither counts nor clears failures (a cheap probe that
+        succeeds says nothing about the writes that fail)."""
+        if self._state == CLOSED:
+            return await operation()
+        return await self.call(operation)
+
     def _on_event(self, name: str, event_type: str, event: Event) -> None:
         if event_type == "failed":
             self._failures = getattr(event, "failure_count", self._failures + 1)

@@ -310,3 +310,14 @@ class EventRepository:
                 "SELECT version_num FROM alembic_version LIMIT 1", timeout=probe_timeout_s
             )
             return revision
+
+    async def accepts_writes(self, *, probe_timeout_s: float) -> bool:
+        """Whether a write could commit now: not a standby, not read-only (a failover's
+        old primary, or one set read-only because its disk is full)."""
+        with mapped_errors("accepts_writes"):
+            writable: bool = await self._pool.fetchval(
+                "SELECT NOT pg_is_in_recovery()"
+                " AND current_setting('transaction_read_only') = 'off'",
+                timeout=probe_timeout_s,
+            )
+            return writable
