@@ -6,7 +6,7 @@ STAMP := .venv/.installed
 # This machine's pip config names an index folder that is sometimes absent; its warnings are noise.
 QUIET_PIP := grep -v '^WARNING: Location' || true
 
-.PHONY: install run test lint bench migrate clean
+.PHONY: install run test lint bench migrate clean tools tools-faults
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv .venv
@@ -18,8 +18,13 @@ install: $(STAMP)
 run: install
 	$(PY) -m app serve --migrate
 
-test: install lint
+test: install lint tools
 	$(PY) -m pytest
+
+tools: tools-faults
+
+tools-faults:
+	.ci/tools-faults
 
 lint: install
 	.venv/bin/ruff check . && .venv/bin/ruff format --check . && .venv/bin/mypy app
