@@ -25,7 +25,7 @@ async def test_sigkill_of_gunicorn_under_load(migrated_database: str, fault_repo
         server.start()
         load = Load(lambda: server.base_url, source, clients=6, batches=40, pause_s=0.05)
         running = asyncio.create_task(load.run())
-        await asyncio.sleep(2.5)
+        await asyncio.sleep(1.5)
         acknowledged_before = len(load.ledger.acknowledged)
         await asyncio.to_thread(server.crash)
         crashed_at = time.monotonic()
