@@ -66,10 +66,12 @@ FLUSH_DURATION = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 FLUSH_RETRIES = Counter(
-    "sluice_flush_retries_total", "Batch writes retried after a transient database error."
+    "sluice_flush_retries_total",
+    "Database writes (batches, quality counts) retried after a transient database error.",
 )
 FLUSH_FAILURES = Counter(
-    "sluice_flush_failures_total", "Batches that could not be committed before their deadline."
+    "sluice_flush_failures_total",
+    "Database writes (batches, quality counts) not committed before their deadline.",
 )
 BUFFER_EVENTS = Gauge(
     "sluice_buffer_events", "Events buffered or being written.", multiprocess_mode="livesum"

@@ -11,7 +11,8 @@ it, one failure opens it again.
 
 Conflicts (deadlocks), refused values and bugs never count: they say nothing about the
 database's health. The state is the gauge `sluice_database_circuit_state` (0 closed,
-1 half-open, 2 open) and the `circuit` component of `/health`.
+1 half-open, 2 open) and the `circuit` component of `/health`. It costs about 10 µs per
+database call (a batch, not an event).
 """
 
 from __future__ import annotations
