@@ -25,9 +25,8 @@ from purgatory import AsyncCircuitBreakerFactory
 from purgatory.domain.messages import Event
 from purgatory.domain.model import CLOSED, HALF_OPENED, OPENED, OpenedState
 
-from app.errors import StorageUnavailable
 from app.observability import metrics
-from app.storage.retry import root_cause, signals_outage
+from app.storage.retry import CircuitOpen, root_cause, signals_outage
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +37,7 @@ _STATE_VALUES = {CLOSED: 0, HALF_OPENED: 1, OPENED: 2}
 _STATE_NAMES = {CLOSED: "closed", HALF_OPENED: "half-open", OPENED: "open"}
 
 
-class DatabaseCircuitOpen(StorageUnavailable):
+class DatabaseCircuitOpen(CircuitOpen):
     """The breaker is open: the database was not asked. Not retried by the policy."""
 
     def __init__(self) -> None:

@@ -116,6 +116,10 @@ class TransientStorageError(StorageUnavailable):
     """A database error `is_transient` judged retryable; raised by the repositories."""
 
 
+class CircuitOpen(StorageUnavailable):
+    """The circuit breaker refused the call unasked; never retried by the policy."""
+
+
 class BreakerLike(Protocol):
     """What the policy needs of a circuit breaker (`app.storage.breaker.DatabaseBreaker`)."""
 
@@ -147,8 +151,15 @@ class RetryPolicy:
 
     async def run(self, operation: Callable[[], Awaitable[T]], deadline: float) -> T:
         """`operation()`'s result, retried on `TransientStorageError` until `deadline` (a
-        clock reading); raises `StorageUnavailable` once the budget is spent, and lets
-        every other error through untouched."""
+        clock reading); raises `StorageUnavailable` once the budget is spent or the
+        circuit is open, and lets every other error through untouched."""
+        try:
+            return await self._run(operation, deadline)
+        except CircuitOpen:
+            metrics.FLUSH_FAILURES.inc()  # not committed, like a spent budget
+            raise
+
+    async def _run(self, operation: Callable[[], Awaitable[T]], deadline: float) -> T:
         # The first attempt goes straight through: building a retry controller per batch
         # costs more than the write's own Python work when nothing fails.
         try:
