@@ -70,12 +70,15 @@ _CONNECTION_CLASS = "08"  # connection_exception
 _RECONNECT_SQLSTATES = frozenset({READ_ONLY_TRANSACTION, "57P01", "57P02", "57P03"})
 # The connection itself failed: refused, reset, closed under us, timed out, or no host of a
 # multi-host URL was read-write (between a primary's death and a standby's promotion).
+# `InternalClientError` covers that last case and a connection the driver left in a bad
+# protocol state (seen when a session is terminated while a query on it is cancelled:
+# "cannot switch to state …; another operation is in progress"): replace it and retry.
 _CONNECTION_ERRORS = (
     OSError,
     asyncio.TimeoutError,
     asyncpg.InterfaceError,
     asyncpg.PostgresConnectionError,
-    asyncpg.exceptions.TargetServerAttributeNotMatched,
+    asyncpg.exceptions.InternalClientError,
 )
 
 

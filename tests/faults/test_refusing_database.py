@@ -48,7 +48,11 @@ async def _observe(http: httpx.AsyncClient, server: Service, seconds: float) -> 
     seen: set[str] = set()
     until = time.monotonic() + seconds
     while time.monotonic() < until:
-        health = (await http.get(f"{server.base_url}/health")).json()
+        answer = await http.get(f"{server.base_url}/health")
+        if answer.status_code not in (200, 503):  # never a 500
+            await asyncio.sleep(1)  # the server logs the exception after it answered
+            raise AssertionError(f"/health: {answer.status_code}\n{server.output()[-6000:]}")
+        health = answer.json()
         seen.add(health["components"]["circuit"]["state"])
         seen.add(f"database_ok={health['components']['database']['ok']}")
         for line in (await http.get(f"{server.base_url}/metrics")).text.splitlines():

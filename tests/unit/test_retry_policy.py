@@ -37,6 +37,7 @@ def _postgres_error(cls: type[asyncpg.PostgresError]) -> asyncpg.PostgresError:
         (ConnectionRefusedError(), True, True, True),
         (asyncpg.ConnectionDoesNotExistError("gone"), True, True, True),
         (asyncpg.exceptions.TargetServerAttributeNotMatched("no rw host"), True, True, True),
+        (asyncpg.exceptions.InternalClientError("cannot switch to state 12"), True, True, True),
         (TimeoutError(), True, True, True),
         (ValueError("a bug"), False, False, False),
     ],
