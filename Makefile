@@ -6,7 +6,7 @@ STAMP := .venv/.installed
 # This machine's pip config names an index folder that is sometimes absent; its warnings are noise.
 QUIET_PIP := grep -v '^WARNING: Location' || true
 
-.PHONY: install run test lint bench migrate clean tools tools-k8s lock crd-schemas chart-readme
+.PHONY: install run test lint bench migrate clean tools tools-k8s tools-faults lock crd-schemas chart-readme
 
 $(STAMP): pyproject.toml
 	@echo "sluice: installing into .venv (the first time takes about a minute)"
@@ -22,10 +22,15 @@ run: install
 test: install lint tools
 	$(PY) -m pytest
 
+# Everything the tests need beyond .venv, each installed only when missing.
+tools: tools-k8s tools-faults
+
+# PostgreSQL's initdb/pg_ctl/pg_basebackup/pg_dump (Debian) for tests/faults.
+tools-faults:
+	.ci/tools-faults
+
 lint: install
 	.venv/bin/ruff check . && .venv/bin/ruff format --check . && .venv/bin/mypy app && .venv/bin/lint-imports --no-cache
-
-tools: tools-k8s
 
 # podman/runc/debootstrap (Debian) and checkov (own venv) for tests/image and tests/chart.
 tools-k8s: install

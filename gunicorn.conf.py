@@ -24,8 +24,8 @@ _settings = Settings()
 bind = f"{_settings.host}:{_settings.port}"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 worker_class = "uvicorn_worker.UvicornWorker"
-# A worker drains its buffer on SIGTERM: give it the ack timeout and a margin.
-graceful_timeout = int(_settings.batch.ack_timeout_s) + 10
+# A worker drains on SIGTERM (app/drain.py's delay, then its buffer): give it both and a margin.
+graceful_timeout = int(_settings.drain_delay_s + _settings.batch.ack_timeout_s) + 10
 timeout = 60
 keepalive = 5
 logconfig_dict = logging_config(_settings.log_level)

@@ -1,5 +1,5 @@
 """`python -m app <command>`: serve | consume | migrate | downgrade | maintain | replay |
-contracts.
+contracts | backup | restore.
 
 `serve` runs uvicorn (one process, for development) or, with `--workers N`, gunicorn with
 uvicorn workers and `gunicorn.conf.py` (production). With no `DATABASE_URL` outside
@@ -34,8 +34,8 @@ from app.observability.logging import configure_logging, logging_config
 from app.pipeline.replay import Replayer, ReplayReport
 from app.pipeline.writer import BatchWriter
 from app.privacy.policy import PolicyError, load_policy
-from app.storage import migrations
-from app.storage.database import create_pool
+from app.storage import backup, migrations
+from app.storage.database import create_pool, database_guard
 from app.storage.embedded import ensure_database, start_embedded
 from app.storage.maintenance import maintain
 from app.storage.quarantine import QuarantineFilter, QuarantineRepository
@@ -57,6 +57,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "maintain": _maintain,
         "replay": _replay,
         "contracts": _check_contracts,
+        "backup": _backup,
+        "restore": _restore,
     }[args.command]
     return handler(args, settings)
 
@@ -120,6 +122,20 @@ def _parser() -> argparse.ArgumentParser:
     )
     contracts.add_argument(
         "--dir", type=Path, help="the contracts directory (default: SLUICE_CONTRACTS_DIR)"
+    )
+    backup = _command(
+        commands,
+        "backup",
+        "pg_dump -Fc the database to PATH; schema revision and checksum in PATH.meta.json",
+    )
+    backup.add_argument("path", type=Path, metavar="PATH", help="the archive to write")
+    restore = _command(
+        commands,
+        "restore",
+        "pg_restore PATH into the (empty) database; refuses an archive of a newer schema",
+    )
+    restore.add_argument(
+        "path", type=Path, metavar="PATH", help="an archive `backup` wrote (with its .meta.json)"
     )
     return parser
 
@@ -308,7 +324,10 @@ def _replay(args: argparse.Namespace, settings: Settings) -> int:
 
     def replay(pool: asyncpg.Pool) -> Awaitable[ReplayReport]:
         writer = BatchWriter(
-            EventRepository(pool), settings.db, max_backoff_s=settings.batch.retry_max_backoff_s
+            EventRepository(pool),
+            settings.db,
+            max_backoff_s=settings.batch.retry_max_backoff_s,
+            policy=database_guard(pool, settings)[1],
         )
         replayer = Replayer(
             QuarantineRepository(pool),
@@ -319,4 +338,25 @@ def _replay(args: argparse.Namespace, settings: Settings) -> int:
         return replayer.replay(where, dry_run=args.dry_run, max_rows=args.max_rows)
 
     _run_on_pool(url, settings, replay)
+    return 0
+
+
+def _backup(args: argparse.Namespace, settings: Settings) -> int:
+    url = _database_url(settings, keep_running=False)
+    return _report_or_fail(lambda: backup.backup(url, args.path))
+
+
+def _restore(args: argparse.Namespace, settings: Settings) -> int:
+    url = _database_url(settings, keep_running=False)
+    return _report_or_fail(lambda: backup.restore(url, args.path))
+
+
+def _report_or_fail(work: Callable[[], Any]) -> int:
+    """Run `work`, print its report as one JSON line; a `BackupError` is one line, exit 1."""
+    try:
+        report = work()
+    except backup.BackupError as exc:
+        print(f"sluice: {exc}", file=sys.stderr)
+        return 1
+    print(orjson.dumps(asdict(report), default=str).decode())
     return 0

@@ -88,6 +88,10 @@ class DatabaseSettings(_Group):
     # False: no process runs upkeep on its own; `python -m app maintain` (a CronJob) does.
     maintenance_in_process: bool = True
     embedded_dir: str = ".data/postgres"
+    # The circuit breaker: failed database calls in a row that open it, and seconds it stays
+    # open (calls answered 503 unasked) before the next call is let through as a probe.
+    breaker_failures: int = Field(5, ge=1)
+    breaker_reset_s: float = Field(5.0, gt=0)
 
 
 class PrivacySettings(_Group):
@@ -237,6 +241,9 @@ class Settings(_Group):
     )
     amqp_url: Unsettable[str] = Field(None, validation_alias=AliasChoices("AMQP_URL", "amqp_url"))
     http_ack: HttpAck = HttpAck.COMMIT
+    # Seconds between SIGTERM and the server's stop, while readiness already fails and
+    # requests are still served (a load balancer's time to stop sending): see app/drain.py.
+    drain_delay_s: float = Field(0.0, ge=0, le=300)
 
     limits: LimitSettings = Field(default_factory=LimitSettings)
     batch: BatchSettings = Field(default_factory=BatchSettings)

@@ -16,9 +16,12 @@ The tree (every exception class of the project; where it is raised in brackets):
         ├── ShuttingDown             503: the process is draining for exit
         ├── StorageUnavailable       503: PostgreSQL failed past the retry budget, or with
         │   │                        an error no retry fixes (a missing table)
-        │   └── TransientStorageError  the same statement may succeed if retried
-        │       │                    (connection lost, deadlock, timeout) [storage/]
-        │       └── PartitionMissing   no partition holds the batch's time: create, retry
+        │   ├── TransientStorageError  the same statement may succeed if retried
+        │   │   │                    (connection lost, a read-only server, deadlock,
+        │   │   │                    timeout: `storage/retry.py` judges) [storage/]
+        │   │   └── PartitionMissing   no partition holds the batch's time: create, retry
+        │   └── CircuitOpen          the database was not asked: the breaker is open
+        │       └── DatabaseCircuitOpen  [storage/breaker.py]
         └── BrokerUnavailable        503: RabbitMQ did not confirm (broker-backed HTTP mode)
 
     ConfigurationError               raised at start-up: the deployment's files are unusable
@@ -219,6 +222,10 @@ class PartitionMissing(TransientStorageError):
     """No partition holds the batch's `received_at` (dropped by hand, or the clock stepped
     back): create the partitions and retry. The tables have no CHECK constraints, so
     SQLSTATE 23514 from a write can only mean this."""
+
+
+class CircuitOpen(StorageUnavailable):
+    """The circuit breaker refused the call unasked; never retried by the policy."""
 
 
 class StorageRefusedValue(InvalidInput):

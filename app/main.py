@@ -32,6 +32,7 @@ from app.clock import utc_now
 from app.config import DEVELOPMENT_PSEUDONYM_KEY, HttpAck, Settings
 from app.consumer import Consumer, DeliveryDecoder
 from app.contracts.checker import ContractChecker
+from app.drain import Drain
 from app.model.events import AnonymizedEvent
 from app.observability.access_log import AccessLogMiddleware
 from app.observability.logging import configure_logging
@@ -50,7 +51,7 @@ from app.privacy.keyring import Keyring
 from app.privacy.policy import load_policy
 from app.sources.amqp import AmqpDecoder
 from app.sources.oidc import PushAuthenticator
-from app.storage.database import create_pool
+from app.storage.database import create_pool, database_guard
 from app.storage.maintenance import run_periodically
 from app.storage.migrations import head_revision
 from app.storage.quality import QualityRepository
@@ -87,7 +88,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     async with pipeline(settings) as services, _broker_mode(settings, services) as wired:
-        app.state.services = wired
+        drain = Drain(settings.drain_delay_s)
+        drain.install()
+        app.state.services = replace(wired, drain=drain)
         yield
 
 
@@ -114,12 +117,14 @@ async def pipeline(settings: Settings) -> AsyncIterator[Services]:
         repository = EventRepository(pool)
         quarantined = QuarantineRepository(pool)
         quality_counts = QualityRepository(pool)
-        recorder = QualityRecorder(quality_counts)
+        breaker, policy = database_guard(pool, settings)
+        recorder = QualityRecorder(quality_counts, policy=policy)
         writer = BatchWriter(
             repository,
             settings.db,
             max_backoff_s=settings.batch.retry_max_backoff_s,
             on_committed=recorder.record,
+            policy=policy,
         )
         await writer.ensure_partitions()
         batcher = Batcher(
@@ -148,6 +153,7 @@ async def pipeline(settings: Settings) -> AsyncIterator[Services]:
             ),
             quality=quality_counts,
             schema_head=head_revision(),
+            breaker=breaker,
         )
         _tune_garbage_collector()
         background = [

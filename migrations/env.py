@@ -1,17 +1,22 @@
-"""Alembic environment, async: runs migrations over an asyncpg connection."""
+"""Alembic environment, async: runs migrations over an asyncpg connection.
+
+The database URL is a libpq URL, kept whole (several hosts, `target_session_attrs`,
+`sslmode`, a Unix socket): asyncpg opens the connection from it and SQLAlchemy only wraps
+that connection, since SQLAlchemy's URL parser cannot hold several hosts. The URL comes
+from the caller (`app.storage.migrations`), else `sqlalchemy.url` in `alembic.ini`, else
+`DATABASE_URL`.
+"""
 
 from __future__ import annotations
 
 import asyncio
 
 from alembic import context
-from sqlalchemy import pool
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import async_engine_from_config
 
 from app.config import Settings
-from app.storage.database import sqlalchemy_url
-from app.storage.migrations import include_name
+from app.storage.database import sqlalchemy_engine
+from app.storage.migrations import DATABASE_URL_ATTRIBUTE, include_name
 from app.storage.models import Base
 
 config = context.config
@@ -19,17 +24,22 @@ target_metadata = Base.metadata
 
 
 def _url() -> str:
-    configured = config.get_main_option("sqlalchemy.url")
-    if configured:
-        return configured
+    given = config.attributes.get(DATABASE_URL_ATTRIBUTE) or config.get_main_option(
+        "sqlalchemy.url"
+    )
+    if given:
+        return str(given)
     url = Settings().database_url
     if url is None:
         raise RuntimeError("DATABASE_URL is not set")
-    return sqlalchemy_url(url)
+    return url
 
 
 def run_migrations_offline() -> None:
-    context.configure(url=_url(), target_metadata=target_metadata, literal_binds=True)
+    # SQL output needs only the dialect, never a connection (nor a URL).
+    context.configure(
+        dialect_name="postgresql", target_metadata=target_metadata, literal_binds=True
+    )
     with context.begin_transaction():
         context.run_migrations()
 
@@ -43,12 +53,12 @@ def _run(connection: Connection) -> None:
 
 
 async def run_migrations_online() -> None:
-    section = config.get_section(config.config_ini_section, {})
-    section["sqlalchemy.url"] = _url()
-    engine = async_engine_from_config(section, prefix="sqlalchemy.", poolclass=pool.NullPool)
-    async with engine.connect() as connection:
-        await connection.run_sync(_run)
-    await engine.dispose()
+    engine = sqlalchemy_engine(_url())
+    try:
+        async with engine.connect() as connection:
+            await connection.run_sync(_run)
+    finally:
+        await engine.dispose()
 
 
 if context.is_offline_mode():

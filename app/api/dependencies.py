@@ -10,12 +10,14 @@ from fastapi import Depends, Request
 from app.broker import BrokerStatus
 from app.config import Settings
 from app.contracts.checker import ContractChecker
+from app.drain import Drain
 from app.pipeline.anonymize import Anonymizer
 from app.pipeline.batcher import Batcher
 from app.pipeline.ingest import Pipeline
 from app.pipeline.replay import Replayer
 from app.privacy.keyring import Keyring
 from app.sources.oidc import PushAuthenticator
+from app.storage.breaker import DatabaseBreaker
 from app.storage.quality import QualityRepository
 from app.storage.quarantine import QuarantineRepository
 from app.storage.repository import EventRepository
@@ -38,6 +40,8 @@ class Services:
     quality: QualityRepository
     schema_head: str | None  # the Alembic revision this code expects
     broker: BrokerStatus | None = None  # the consumer; the link in broker-backed HTTP mode
+    breaker: DatabaseBreaker | None = None  # the circuit breaker around PostgreSQL
+    drain: Drain | None = None  # the web process's SIGTERM drain (readiness fails first)
 
 
 async def get_services(request: Request) -> Services:

@@ -2,7 +2,8 @@
 
 - live: the process can make progress (its batching loop runs); failing it asks for a
   restart, so it never depends on the database;
-- ready: it can take events now: database reachable, schema at the migration head,
+- ready: it can take events now: database reachable (its circuit breaker not open),
+  schema at the migration head,
   batching loop alive, not draining, and RabbitMQ connected where the process uses it
   (the consumer process; the web process in broker-backed HTTP mode); failing it takes
   the pod out of the load balancer;
@@ -29,15 +30,25 @@ _PROBE_TIMEOUT_S = 2.0
 
 
 async def _database(services: Services) -> dict[str, Any]:
+    async def probe() -> tuple[str | None, bool]:
+        repository = services.repository
+        revision = await repository.schema_revision(probe_timeout_s=_PROBE_TIMEOUT_S)
+        return revision, await repository.accepts_writes(probe_timeout_s=_PROBE_TIMEOUT_S)
+
     try:
-        revision = await asyncio.wait_for(
-            services.repository.schema_revision(probe_timeout_s=_PROBE_TIMEOUT_S),
-            _PROBE_TIMEOUT_S + 0.5,
-        )
+        # Through the breaker: while it is open the database is not asked; once it may
+        # probe, this probe is the trial, so an idle, unready pod can still recover.
+        checked = services.breaker.probe(probe) if services.breaker else probe()
+        revision, writable = await asyncio.wait_for(checked, _PROBE_TIMEOUT_S + 0.5)
     except (SluiceError, TimeoutError) as exc:
         return {"ok": False, "error": type(exc).__name__}
     at_head = revision == services.schema_head
-    return {"ok": at_head, "revision": revision, "expected_revision": services.schema_head}
+    return {
+        "ok": at_head and writable,
+        "revision": revision,
+        "expected_revision": services.schema_head,
+        "writable": writable,  # false: a standby, or a primary refusing writes (disk full)
+    }
 
 
 def _batcher(services: Services) -> dict[str, Any]:
@@ -71,6 +82,10 @@ async def ready(services: ServicesDep) -> Response:
 @router.get("/health", summary="Liveness and readiness with component detail")
 async def health(services: ServicesDep) -> Response:
     components = {"database": await _database(services), "batcher": _batcher(services)}
+    if services.breaker is not None:
+        components["circuit"] = services.breaker.status()
+    if services.drain is not None:
+        components["drain"] = services.drain.status()
     if services.broker is not None:
         components["broker"] = _broker(services.broker)
     ok = all(component["ok"] for component in components.values())

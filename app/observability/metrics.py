@@ -73,10 +73,12 @@ FLUSH_DURATION = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 FLUSH_RETRIES = Counter(
-    "sluice_flush_retries_total", "Batch writes retried after a transient database error."
+    "sluice_flush_retries_total",
+    "Database writes (batches, quality counts) retried after a transient database error.",
 )
 FLUSH_FAILURES = Counter(
-    "sluice_flush_failures_total", "Batches that could not be committed before their deadline."
+    "sluice_flush_failures_total",
+    "Database writes (batches, quality counts) not committed before their deadline.",
 )
 BUFFER_EVENTS = Gauge(
     "sluice_buffer_events", "Events buffered or being written.", multiprocess_mode="livesum"
@@ -101,6 +103,16 @@ AMQP_SETTLED = Counter(
 BROKER_PUBLISH_FAILURES = Counter(
     "sluice_broker_publish_failures_total",
     "Broker-backed HTTP requests answered 503 because RabbitMQ did not confirm.",
+)
+DATABASE_CIRCUIT_STATE = Gauge(
+    "sluice_database_circuit_state",
+    "The circuit breaker around PostgreSQL: 0 closed, 1 half-open (probing), 2 open "
+    "(database calls refused unasked); the worst worker's.",
+    multiprocess_mode="livemax",
+)
+DATABASE_CIRCUIT_OPENED = Counter(
+    "sluice_database_circuit_opened_total",
+    "Times the circuit breaker around PostgreSQL opened after repeated failures.",
 )
 PARTITIONS_CREATED = Counter(
     "sluice_partitions_created_total", "Partitions of the events table created ahead of need."

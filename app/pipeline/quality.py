@@ -16,25 +16,37 @@ from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime
 
-from app.clock import WallClock, utc_now
+from app.clock import MonotonicClock, WallClock, monotonic, utc_now
 from app.errors import ErrorCode, SluiceError
 from app.model.events import AnonymizedEvent, Writable
 from app.model.outcomes import Outcome
 from app.observability import metrics
 from app.storage.quality import QualityKey, QualityRepository
 from app.storage.quarantine import QuarantineRepository
+from app.storage.retry import RetryPolicy
 
 log = logging.getLogger(__name__)
 
 # Counts kept while the database is unreachable; beyond this the oldest are dropped
 # (they are statistics: losing some beats growing without bound).
 _MAX_PENDING_KEYS = 50_000
+# How long one flush may retry a transient failure before keeping the counts for the next.
+_FLUSH_BUDGET_S = 5.0
 
 
 class QualityRecorder:
-    def __init__(self, repository: QualityRepository, wall_clock: WallClock = utc_now) -> None:
+    def __init__(
+        self,
+        repository: QualityRepository,
+        wall_clock: WallClock = utc_now,
+        *,
+        policy: RetryPolicy | None = None,
+        clock: MonotonicClock = monotonic,
+    ) -> None:
         self._repository = repository
         self._wall_clock = wall_clock
+        self._policy = policy or RetryPolicy(max_backoff_s=1.0, clock=clock)
+        self._clock = clock
         self._pending: Counter[QualityKey] = Counter()
 
     def record(self, batch: Sequence[Writable], outcomes: Sequence[Outcome]) -> None:
@@ -53,7 +65,9 @@ class QualityRecorder:
         if not pending:
             return
         try:
-            await self._repository.add(pending)
+            await self._policy.run(
+                lambda: self._repository.add(pending), self._clock() + _FLUSH_BUDGET_S
+            )
         except SluiceError:
             log.warning("quality counts not written; kept for the next flush")
             pending.update(self._pending)

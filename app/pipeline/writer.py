@@ -2,9 +2,11 @@
 
 - Events repeated inside the batch are written once; the repeats are `duplicate`.
 - Events are sorted by `(source, id)` so concurrent batches lock keys in one order.
-- Transient database errors are retried with exponential backoff and full jitter
-  (tenacity) until the earliest waiter's deadline; then `StorageUnavailable` fails the
-  batch's waiters with 503. The statement is atomic: a retry never half-writes.
+- Transient database errors are retried by the process's one retry policy
+  (`app.storage.retry.RetryPolicy`: classification, reconnection after a failover,
+  backoff with jitter, the circuit breaker) until the earliest waiter's deadline; then
+  `StorageUnavailable` fails the batch's waiters with 503. The statement is atomic: a
+  retry never half-writes.
 - A value PostgreSQL refuses (a rare case the edge could not foresee) fails only its own
   event: the batch is split in halves until the culprit stands alone; it is then
   answered `rejected` with `storage.refused_value` and quarantined without its values.
@@ -17,27 +19,15 @@ import logging
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    retry_if_exception_type,
-    wait_random_exponential,
-)
-
 from app.clock import MonotonicClock, WallClock, monotonic, utc_now
 from app.config import DatabaseSettings
-from app.errors import (
-    ErrorCode,
-    PartitionMissing,
-    StorageRefusedValue,
-    StorageUnavailable,
-    TransientStorageError,
-)
+from app.errors import ErrorCode, PartitionMissing, StorageRefusedValue
 from app.model.events import AnonymizedEvent, QuarantineRecord, Writable
 from app.model.outcomes import STORAGE_REFUSED, Outcome
 from app.observability import metrics
 from app.storage.maintenance import ensure_partitions_ahead
 from app.storage.repository import BatchResult, EventRepository
+from app.storage.retry import RetryPolicy
 
 log = logging.getLogger(__name__)
 
@@ -55,11 +45,13 @@ class BatchWriter:
         wall_clock: WallClock = utc_now,
         clock: MonotonicClock = monotonic,
         on_committed: CommitObserver | None = None,
+        policy: RetryPolicy | None = None,
     ) -> None:
         self._repository = repository
+        # None: retries only, no reconnection or breaker (tests and one-off tools).
+        self._policy = policy or RetryPolicy(max_backoff_s=max_backoff_s, clock=clock)
         self._on_committed = on_committed
         self._db = db
-        self._max_backoff_s = max_backoff_s
         self._wall_clock = wall_clock
         self._clock = clock
         self._partitions_ready_until: datetime | None = None
@@ -92,32 +84,7 @@ class BatchWriter:
             return first + await self._write_isolating(batch[middle:], deadline)
 
     async def _write_retrying(self, batch: list[Writable], deadline: float) -> list[Outcome]:
-        # The first attempt goes straight through: building a retry controller per batch
-        # costs more than the write's own Python work when nothing fails.
-        try:
-            return await self._write_once(batch)
-        except TransientStorageError:
-            metrics.FLUSH_RETRIES.inc()
-            log.warning("retrying batch write after a transient database error")
-        retrying = AsyncRetrying(
-            retry=retry_if_exception_type(TransientStorageError),
-            wait=wait_random_exponential(multiplier=0.05, max=self._max_backoff_s),
-            stop=lambda state: self._past_deadline(state, deadline),
-            before_sleep=_count_retry,
-            reraise=True,
-        )
-        try:
-            async for attempt in retrying:
-                with attempt:
-                    return await self._write_once(batch)
-        except TransientStorageError as exc:
-            metrics.FLUSH_FAILURES.inc()
-            raise StorageUnavailable("database unavailable past the retry budget") from exc
-        raise AssertionError("unreachable: tenacity either returns or reraises")
-
-    def _past_deadline(self, state: RetryCallState, deadline: float) -> bool:
-        upcoming = state.upcoming_sleep or 0.0
-        return self._clock() + upcoming >= deadline
+        return await self._policy.run(lambda: self._write_once(batch), deadline)
 
     async def _write_once(self, batch: list[Writable]) -> list[Outcome]:
         received_at = self._wall_clock()
@@ -161,11 +128,3 @@ def _refused(item: Writable) -> QuarantineRecord:
         "database refused an event value", extra={"code": str(ErrorCode.STORAGE_REFUSED_VALUE)}
     )
     return QuarantineRecord.of(STORAGE_REFUSED, transport=item.transport)
-
-
-def _count_retry(state: RetryCallState) -> None:
-    metrics.FLUSH_RETRIES.inc()
-    error = state.outcome.exception() if state.outcome else None
-    log.warning(
-        "retrying batch write", extra={"attempt": state.attempt_number, "error": str(error)}
-    )

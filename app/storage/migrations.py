@@ -9,12 +9,11 @@ from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 
-from app.storage.database import sqlalchemy_url
-
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 MIGRATIONS = PROJECT_ROOT / "migrations"
 # Partitions are created at run time by the service, not by migrations.
 _PARTITION = re.compile(r"^events_p\d{8}$")
+DATABASE_URL_ATTRIBUTE = "database_url"
 
 
 def include_name(name: str | None, type_: str, parent_names: object) -> bool:
@@ -23,11 +22,13 @@ def include_name(name: str | None, type_: str, parent_names: object) -> bool:
 
 
 def alembic_config(database_url: str | None = None) -> Config:
+    """Alembic's configuration; the libpq URL travels whole in its `attributes` (never
+    through `sqlalchemy.url`, whose parser drops all hosts but one), and `migrations/env.py`
+    connects with it through asyncpg."""
     config = Config(str(PROJECT_ROOT / "alembic.ini"))
     config.set_main_option("script_location", str(MIGRATIONS))
     if database_url is not None:
-        # ConfigParser interpolates '%': escape it for passwords that contain one.
-        config.set_main_option("sqlalchemy.url", sqlalchemy_url(database_url).replace("%", "%%"))
+        config.attributes[DATABASE_URL_ATTRIBUTE] = database_url
     return config
 
 

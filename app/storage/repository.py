@@ -3,8 +3,10 @@
 Errors are mapped here, by SQLSTATE class, never by message text (the classes are
 drawn in `app/errors.py`):
 
-- `TransientStorageError`: the same statement may succeed if retried (connection lost,
-  serialization failure, deadlock, shutdown, timeouts); `PartitionMissing` is one;
+- `TransientStorageError`: the same statement may succeed if retried, as judged by the
+  one retry policy (`app.storage.retry.is_transient`: connection lost, a read-only
+  server after a failover, serialization failure, deadlock, shutdown, timeouts);
+  `PartitionMissing` is one;
 - `StorageRefusedValue`: PostgreSQL refused a value in the batch (SQLSTATE classes 22,
   23, 54); retrying the same rows cannot help, splitting the batch can;
 - `StorageUnavailable`: anything else (a missing table, say): not the events' fault,
@@ -13,7 +15,6 @@ drawn in `app/errors.py`):
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
 import re
@@ -34,23 +35,10 @@ from app.errors import (
 )
 from app.model.events import AnonymizedEvent, QuarantineRecord
 from app.storage.partitions import PartitionRange
+from app.storage.retry import is_transient
 
 log = logging.getLogger(__name__)
 
-_TRANSIENT_SQLSTATES = frozenset(
-    {
-        "40001",  # serialization_failure
-        "40P01",  # deadlock_detected
-        "55P03",  # lock_not_available
-        "57014",  # query_canceled (statement_timeout)
-        "57P01",  # admin_shutdown
-        "57P02",  # crash_shutdown
-        "57P03",  # cannot_connect_now
-        "53300",  # too_many_connections
-        "53100",  # disk_full: an operator can free space without losing the batch
-    }
-)
-_TRANSIENT_CLASSES = frozenset({"08"})  # connection_exception
 _REFUSED_CLASSES = frozenset({"22", "23", "54"})  # data exception, integrity, program limit
 # Advisory lock keys shared by every Sluice process. Distinct: maintenance holds its session
 # lock while its own DDL takes the transaction lock on another connection.
@@ -148,17 +136,6 @@ SELECT source, id, true FROM suppressed
 """
 
 
-def _is_transient(exc: BaseException) -> bool:
-    if isinstance(exc, asyncpg.PostgresError):
-        state = exc.sqlstate or ""
-        return state in _TRANSIENT_SQLSTATES or state[:2] in _TRANSIENT_CLASSES
-    # The connection itself failed: refused, reset, closed under us, or timed out.
-    return isinstance(
-        exc,
-        OSError | asyncio.TimeoutError | asyncpg.InterfaceError | asyncpg.PostgresConnectionError,
-    )
-
-
 @contextmanager
 def mapped_errors(operation: str) -> Iterator[None]:
     try:
@@ -168,7 +145,7 @@ def mapped_errors(operation: str) -> Iterator[None]:
     except Exception as exc:
         if isinstance(exc, asyncpg.CheckViolationError):
             raise PartitionMissing(f"{operation}: no partition for the batch") from exc
-        if _is_transient(exc):
+        if is_transient(exc):
             raise TransientStorageError(f"{operation}: {type(exc).__name__}") from exc
         if isinstance(exc, asyncpg.PostgresError) and (exc.sqlstate or "")[:2] in _REFUSED_CLASSES:
             raise StorageRefusedValue(f"{operation}: SQLSTATE {exc.sqlstate}") from exc
@@ -325,3 +302,14 @@ class EventRepository:
                 "SELECT version_num FROM alembic_version LIMIT 1", timeout=probe_timeout_s
             )
             return revision
+
+    async def accepts_writes(self, *, probe_timeout_s: float) -> bool:
+        """Whether a write could commit now: not a standby, not read-only (a failover's
+        old primary, or one set read-only because its disk is full)."""
+        with mapped_errors("accepts_writes"):
+            writable: bool = await self._pool.fetchval(
+                "SELECT NOT pg_is_in_recovery()"
+                " AND current_setting('transaction_read_only') = 'off'",
+                timeout=probe_timeout_s,
+            )
+            return writable

@@ -9,10 +9,9 @@ import asyncpg
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import Connection
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from app.storage import migrations
-from app.storage.database import sqlalchemy_url
+from app.storage.database import sqlalchemy_engine
 from app.storage.migrations import include_name
 from app.storage.models import Base
 
@@ -47,7 +46,7 @@ async def test_models_match_migrations(database_url: str) -> None:
         )
         return list(compare_metadata(context, Base.metadata))
 
-    engine = create_async_engine(sqlalchemy_url(database_url))
+    engine = sqlalchemy_engine(database_url)
     try:
         async with engine.connect() as connection:
             differences = await connection.run_sync(diff)
