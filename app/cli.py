@@ -1,5 +1,5 @@
 """`python -m app <command>`: serve | consume | migrate | downgrade | maintain | replay |
-contracts.
+contracts | smoke.
 
 `serve` runs uvicorn (one process, for development) or, with `--workers N`, gunicorn with
 uvicorn workers and `gunicorn.conf.py` (production). With no `DATABASE_URL` outside
@@ -32,6 +32,7 @@ from app.observability.logging import configure_logging, logging_config
 from app.pipeline.replay import Replayer, ReplayReport
 from app.pipeline.writer import BatchWriter
 from app.privacy.policy import PolicyError, load_policy
+from app.smoke import add_smoke_parser, smoke_command
 from app.storage import migrations
 from app.storage.database import create_pool
 from app.storage.embedded import ensure_database, start_embedded
@@ -54,6 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "maintain": _maintain,
         "replay": _replay,
         "contracts": _check_contracts,
+        "smoke": smoke_command,
     }[args.command]
     return handler(args, settings)
 
@@ -88,6 +90,7 @@ def _parser() -> argparse.ArgumentParser:
     contracts = commands.add_parser("contracts", help="data contracts")
     contracts.add_argument("action", choices=["check"], help="load and compile every contract")
     contracts.add_argument("--dir", type=Path, help="default: SLUICE_CONTRACTS_DIR")
+    add_smoke_parser(commands)
     return parser
 
 
