@@ -159,7 +159,7 @@ def add_smoke_parser(commands: argparse._SubParsersAction[argparse.ArgumentParse
     smoke.add_argument("--type", default=DEFAULT_TYPE, help="the synthetic event's type")
 
 
-def smoke_command(args: argparse.Namespace, _: object = None) -> int:
+def smoke_command(args: argparse.Namespace, _settings: object) -> int:
     """Run the check; print its report as one JSON line (exit 0) or the failed step on
     stderr (exit 1)."""
 
