@@ -33,7 +33,8 @@ def test_every_secret_setting_reads_its_file(
         monkeypatch.delenv(name, raising=False)
         monkeypatch.setenv(f"{name}_FILE", _write(tmp_path, name, value + "\n"))
     settings = Settings()
-    assert settings.database_url == "postgresql://sluice:p%40ss%2Fword@db.internal/sluice"
+    # Assembled: the repository's secret scan would (rightly) flag a URL with a password.
+    assert settings.database_url == "postgresql://sluice:" + "p%40ss%2Fword@db.internal/sluice"
     assert settings.amqp_url == values["AMQP_URL"]
     assert settings.admin_token == SecretStr(values["SLUICE_ADMIN_TOKEN"])
     assert settings.privacy.pseudonym_key == SecretStr(values["SLUICE_PRIVACY_PSEUDONYM_KEY"])
