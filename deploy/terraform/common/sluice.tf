@@ -1,29 +1,14 @@
-# Staging: the same modules as production, smaller.
-terraform {
-  required_version = ">= 1.5"
-  required_providers {
-    google = {
-      source  = "hashicorp/google"
-      version = ">= 5.30"
-    }
-    random = {
-      source  = "hashicorp/random"
-      version = ">= 3.6"
-    }
-  }
-  backend "gcs" {
-    prefix = "sluice/staging"
-  }
-}
-
+# The stack every environment runs: the same modules, wired the same way. Each root
+# (staging/, production/) links this file, variables.tf and outputs.tf from common/ and
+# adds its own backend and `local.environment` / `local.database_tier` (environment.tf).
 provider "google" {
   project = var.project_id
   region  = var.region
 }
 
 locals {
-  labels = { app = "sluice", environment = var.environment }
-  prefix = "sluice-${var.environment}"
+  labels = { app = "sluice", environment = local.environment }
+  prefix = "sluice-${local.environment}"
 }
 
 module "identity" {
@@ -32,7 +17,7 @@ module "identity" {
   prefix            = local.prefix
   target            = var.target
   region            = var.region
-  gke_namespace     = "sluice-${var.environment}"
+  gke_namespace     = "sluice-${local.environment}"
   cloud_run_service = var.cloud_run_service
 }
 
@@ -52,7 +37,7 @@ module "database" {
   region         = var.region
   replica_region = var.replica_region
   name           = local.prefix
-  tier           = var.database_tier
+  tier           = local.database_tier
   network_id     = var.network_id
   kms_key_name   = var.kms_key_name
   user_password  = module.secrets.database_password
