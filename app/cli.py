@@ -1,5 +1,5 @@
 """`python -m app <command>`: serve | consume | migrate | downgrade | maintain | replay |
-contracts | backup | restore.
+contracts | backup | restore | smoke.
 
 `serve` runs uvicorn (one process, for development) or, with `--workers N`, gunicorn with
 uvicorn workers and `gunicorn.conf.py` (production). With no `DATABASE_URL` outside
@@ -34,6 +34,7 @@ from app.observability.logging import configure_logging, logging_config
 from app.pipeline.replay import Replayer, ReplayReport
 from app.pipeline.writer import BatchWriter
 from app.privacy.policy import PolicyError, load_policy
+from app.smoke import add_smoke_parser, smoke_command
 from app.storage import backup, migrations
 from app.storage.database import create_pool, database_guard
 from app.storage.embedded import ensure_database, start_embedded
@@ -59,6 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "contracts": _check_contracts,
         "backup": _backup,
         "restore": _restore,
+        "smoke": smoke_command,
     }[args.command]
     return handler(args, settings)
 
@@ -137,6 +139,7 @@ def _parser() -> argparse.ArgumentParser:
     restore.add_argument(
         "path", type=Path, metavar="PATH", help="an archive `backup` wrote (with its .meta.json)"
     )
+    add_smoke_parser(commands)
     return parser
 
 

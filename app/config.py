@@ -14,7 +14,9 @@ from pathlib import Path
 from typing import Annotated, Literal, TypeVar
 
 from pydantic import AliasChoices, BeforeValidator, Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from app.secret_files import SecretFilesSource, with_password
 
 #: Used only outside production, so `make run` works with no secrets; the service logs a
 #: warning when it falls back to it and refuses to start in production.
@@ -40,6 +42,19 @@ class Environment(StrEnum):
 
 class _Group(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # `<NAME>_FILE` for every secret setting (app/secret_files.py), after the environment.
+        secret_files = SecretFilesSource(settings_cls)
+        return init_settings, env_settings, secret_files, dotenv_settings, file_secret_settings
 
 
 class LimitSettings(_Group):
@@ -92,6 +107,9 @@ class DatabaseSettings(_Group):
     # open (calls answered 503 unasked) before the next call is let through as a probe.
     breaker_failures: int = Field(5, ge=1)
     breaker_reset_s: float = Field(5.0, gt=0)
+    # The password, when DATABASE_URL carries none (a secret of its own, e.g. from Secret
+    # Manager); a password in the URL wins.
+    password: Unsettable[SecretStr] = None
 
 
 class PrivacySettings(_Group):
@@ -254,6 +272,13 @@ class Settings(_Group):
     contracts: ContractSettings = Field(default_factory=ContractSettings)
     quality: QualitySettings = Field(default_factory=QualitySettings)
     amqp: AmqpSettings = Field(default_factory=AmqpSettings)
+
+    @model_validator(mode="after")
+    def _password_into_url(self) -> Settings:
+        if self.database_url is not None and self.db.password is not None:
+            url = with_password(self.database_url, self.db.password.get_secret_value())
+            object.__setattr__(self, "database_url", url)  # frozen: set once, while validating
+        return self
 
     @model_validator(mode="after")
     def _limits_fit_together(self) -> Settings:

@@ -20,6 +20,7 @@ from app.storage.migrations import DATABASE_URL_ATTRIBUTE, include_name
 from app.storage.models import Base
 
 config = context.config
+MIGRATION_LOCK = 0x534C5543_4D494752  # "SLUCMIGR": the advisory lock key of migrations
 target_metadata = Base.metadata
 
 
@@ -49,6 +50,9 @@ def _run(connection: Connection) -> None:
         connection=connection, target_metadata=target_metadata, include_name=include_name
     )
     with context.begin_transaction():
+        # One migrator at a time across hosts and pods (two deploys racing): the others wait
+        # here, then find the schema at head and do nothing. Released at commit.
+        connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
         context.run_migrations()
 
 

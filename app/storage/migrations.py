@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+_SOURCE_TREE = Path(__file__).resolve().parents[2]
+# In the source tree (and the image) alembic.ini, migrations/ and gunicorn.conf.py sit beside
+# app/; an installed wheel carries them as data files under <prefix>/share/sluice.
+PROJECT_ROOT = (
+    _SOURCE_TREE
+    if (_SOURCE_TREE / "alembic.ini").is_file()
+    else Path(sys.prefix) / "share" / "sluice"
+)
 MIGRATIONS = PROJECT_ROOT / "migrations"
 # Partitions are created at run time by the service, not by migrations.
 _PARTITION = re.compile(r"^events_p\d{8}$")

@@ -36,7 +36,7 @@ RUNTIME_ENV = {"PROMETHEUS_MULTIPROC_DIR"}
 #: What a Secret would hold, for constructing the settings a pod would see.
 SECRET_STANDINS = {
     "DATABASE_URL": "postgresql://sluice@postgres.example:5432/sluice",
-    "AMQP_URL": "amqp://sluice:secret@rabbitmq.example:5672/",
+    "AMQP_URL": "amqp://user:password@rabbitmq.example:5672/",
     "SLUICE_PRIVACY_PREVIOUS_KEYS": '{"k0": "retired-key-of-32-characters-or-more"}',
 }
 
