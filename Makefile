@@ -6,7 +6,7 @@ STAMP := .venv/.installed
 # This machine's pip config names an index folder that is sometimes absent; its warnings are noise.
 QUIET_PIP := grep -v '^WARNING: Location' || true
 
-.PHONY: install run test lint bench migrate clean
+.PHONY: install run test lint bench migrate clean tools tools-beam bench-beam
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv .venv
@@ -18,7 +18,13 @@ install: $(STAMP)
 run: install
 	$(PY) -m app serve --migrate
 
-test: install lint
+tools: tools-beam
+
+# The Beam pipeline's own virtualenv (~/.cache/sluice/beam-venv): apache-beam never enters .venv.
+tools-beam:
+	bash .ci/beam-venv
+
+test: install lint tools
 	$(PY) -m pytest
 
 lint: install
@@ -26,6 +32,9 @@ lint: install
 
 bench: install
 	$(PY) -m bench
+
+bench-beam: install tools-beam
+	$(PY) -m bench --beam-events 100000 --consumer-messages 0
 
 migrate: install
 	$(PY) -m app migrate
