@@ -30,13 +30,11 @@ class BackfillOptions(PipelineOptions):
     def _add_argparse_args(cls, parser: Any) -> None:
         parser.add_argument(
             "--input",
-            required=True,
-            help="file pattern: a local path or gs://bucket/path, globs allowed",
+            help="(required) file pattern: a local path or gs://bucket/path, globs allowed",
         )
         parser.add_argument(
             "--backfill_name",
-            required=True,
-            help="what committed chunks are recorded under; rerun with the same name to resume",
+            help="(required) the name committed chunks are recorded under; rerun it to resume",
         )
         parser.add_argument(
             "--as_of",
@@ -61,6 +59,10 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions) -> None:
     sluice = options.view_as(SluiceOptions)
     environment = environment_of(sluice.sluice_env)
     options = options.view_as(BackfillOptions)
+    # Not argparse's `required`: every PipelineOptions class shares one parser, and the
+    # reprocess command must not be asked for a backfill's input.
+    if not options.input or not options.backfill_name:
+        raise ValueError("backfill needs --input and --backfill_name")
     chunk_bytes = options.chunk_bytes
     chunks = (
         pipeline

@@ -13,9 +13,9 @@ process; this runs the slices on as many workers as the runner gives it.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from itertools import pairwise
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 from typing import Any
 
 import apache_beam as beam
