@@ -203,27 +203,32 @@ def render(result: Result) -> str:
 def _consumer_lines(result: Result) -> list[str]:
     if result.consumer_events_per_s is None:
         return []
-    ceiling = result.copy_rows_per_s or math.nan
     return [
         f"consumer       {result.consumer_events_per_s:,.0f} events/s from a pre-filled "
         f"RabbitMQ queue ({result.consumer_messages:,} messages, "
         f"{result.consumer_processes} consumer processes)",
-        f"               ratio {result.consumer_events_per_s / ceiling:.3f} to COPY, "
-        f"{result.consumer_events_per_s / (result.events_per_s or math.nan):.2f} of HTTP",
+        _ratios(result.consumer_events_per_s, result),
     ]
 
 
 def _beam_lines(result: Result) -> list[str]:
     if result.beam_rows_per_s is None:
         return []
-    ceiling = result.copy_rows_per_s or math.nan
     return [
         f"beam           {result.beam_rows_per_s:,.0f} rows/s, DirectRunner backfill of "
         f"{result.beam_events:,} archived events ({result.beam_workers} worker processes, "
         "start-up included)",
-        f"               ratio {result.beam_rows_per_s / ceiling:.3f} to COPY, "
-        f"{result.beam_rows_per_s / (result.events_per_s or math.nan):.2f} of HTTP",
+        _ratios(result.beam_rows_per_s, result),
     ]
+
+
+def _ratios(rate: float, result: Result) -> str:
+    """A secondary figure beside the COPY ceiling and the HTTP figure."""
+    ceiling = result.copy_rows_per_s or math.nan
+    return (
+        f"               ratio {rate / ceiling:.3f} to COPY, "
+        f"{rate / (result.events_per_s or math.nan):.2f} of HTTP"
+    )
 
 
 def write_json(result: Result) -> tuple[Path, str]:

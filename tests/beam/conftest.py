@@ -14,8 +14,7 @@ import contextlib
 import os
 import signal
 import subprocess
-import uuid
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,8 +25,9 @@ import orjson
 import pytest
 
 from app.storage import migrations
+from tests.beam.archive import SCHEMA, Archive, write_archive, write_contracts
 from tests.conftest import in_ci
-from tests.support import PROJECT_ROOT, with_database
+from tests.support import PROJECT_ROOT
 
 BEAM_VENV = Path(
     os.environ.get(
@@ -73,18 +73,36 @@ def beam_env(extra: dict[str, str]) -> dict[str, str]:
 
 
 @pytest.fixture
-async def beam_database(admin_url: str) -> AsyncIterator[str]:
+async def beam_database(fresh_database: str) -> str:
     """A fresh database of this test's own, migrated to head, dropped afterwards."""
-    name = f"sluice_beam_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(admin_url)
-    await admin.execute(f'CREATE DATABASE "{name}"')
+    await asyncio.to_thread(migrations.upgrade, fresh_database)
+    return fresh_database
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """What a backfill of one archive left in the database."""
+
+    events: int
+    distinct_ids: int
+    # Quarantine rows per error code, with their occurrences summed.
+    codes: dict[str, tuple[int, int]]
+
+
+async def stored_of(url: str, source: str) -> Stored:
+    connection = await asyncpg.connect(url)
     try:
-        url = with_database(admin_url, name)
-        await asyncio.to_thread(migrations.upgrade, url)
-        yield url
+        events = await connection.fetchval("SELECT count(*) FROM events WHERE source = $1", source)
+        distinct = await connection.fetchval(
+            "SELECT count(DISTINCT id) FROM events WHERE source = $1", source
+        )
+        rows = await connection.fetch(
+            "SELECT error_code, count(*) AS rows, sum(occurrences) AS occurrences "
+            "FROM quarantine GROUP BY error_code"
+        )
     finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
+        await connection.close()
+    return Stored(events, distinct, {r["error_code"]: (r["rows"], r["occurrences"]) for r in rows})
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,3 +166,32 @@ def kill_session(process: subprocess.Popen[bytes]) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)  # workers too, even if the leader is gone
     process.wait(timeout=30)
+
+
+@dataclass(frozen=True, slots=True)
+class Backfill:
+    """An archive written for a test, and how to backfill it into `url`."""
+
+    archive: Archive
+    env: dict[str, str]
+    options: list[str]
+
+
+def backfill_of(
+    tmp_path: Path, url: str, *, events: int, files: int, name: str, options: Sequence[str] = ()
+) -> Backfill:
+    """`events` archived events, backfilled under the strict contract with two
+    DirectRunner worker processes."""
+    contracts = write_contracts(tmp_path / "contracts", SCHEMA)
+    archive = write_archive(tmp_path / "archive", events, files=files)
+    return Backfill(
+        archive,
+        {"DATABASE_URL": url, "SLUICE_CONTRACTS_DIR": str(contracts)},
+        [
+            f"--input={tmp_path / 'archive' / '*.jsonl'}",
+            f"--backfill_name={name}",
+            "--direct_num_workers=2",
+            "--direct_running_mode=multi_processing",
+            *options,
+        ],
+    )

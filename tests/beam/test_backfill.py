@@ -9,8 +9,8 @@ from pathlib import Path
 import asyncpg
 import orjson
 
-from tests.beam.archive import SCHEMA, valid_event, write_archive, write_contracts
-from tests.beam.conftest import PSEUDONYM_KEY, run_beam
+from tests.beam.archive import valid_event
+from tests.beam.conftest import PSEUDONYM_KEY, backfill_of, run_beam, stored_of
 from tests.conftest import SettingsFactory, running_app
 from tests.support import unique_source
 
@@ -49,15 +49,8 @@ async def test_backfill_of_100000_events_stores_each_once_like_the_live_service(
     make_settings: SettingsFactory,
     tmp_path: Path,
 ) -> None:
-    contracts = write_contracts(tmp_path / "contracts", SCHEMA)
-    archive = write_archive(tmp_path / "archive", EVENTS, files=4)
-    env = {"DATABASE_URL": beam_database, "SLUICE_CONTRACTS_DIR": str(contracts)}
-    options = [
-        f"--input={tmp_path / 'archive' / '*.jsonl'}",
-        "--backfill_name=acceptance",
-        "--direct_num_workers=2",
-        "--direct_running_mode=multi_processing",
-    ]
+    job = backfill_of(tmp_path, beam_database, events=EVENTS, files=4, name="acceptance")
+    archive, env, options = job.archive, job.env, job.options
 
     first = run_beam(beam_python, "backfill", options, env)
     assert first.returncode == 0, first.output[-4000:]
@@ -66,19 +59,6 @@ async def test_backfill_of_100000_events_stores_each_once_like_the_live_service(
 
     connection = await asyncpg.connect(beam_database)
     try:
-        stored = await connection.fetchval(
-            "SELECT count(*) FROM events WHERE source = $1", archive.source
-        )
-        distinct = await connection.fetchval(
-            "SELECT count(DISTINCT id) FROM events WHERE source = $1", archive.source
-        )
-        codes = {
-            row["error_code"]: (row["rows"], row["occurrences"])
-            for row in await connection.fetch(
-                "SELECT error_code, count(*) AS rows, sum(occurrences) AS occurrences "
-                "FROM quarantine GROUP BY error_code"
-            )
-        }
         transports = await connection.fetchval(
             "SELECT array_agg(DISTINCT transport) FROM quarantine"
         )
@@ -86,9 +66,10 @@ async def test_backfill_of_100000_events_stores_each_once_like_the_live_service(
     finally:
         await connection.close()
 
+    stored = await stored_of(beam_database, archive.source)
     assert archive.lines == EVENTS
-    assert stored == distinct == archive.stored
-    assert codes == {code: (count, count) for code, count in archive.codes.items()}
+    assert stored.events == stored.distinct_ids == archive.stored
+    assert stored.codes == {code: (count, count) for code, count in archive.codes.items()}
     assert transports == ["file"]
     assert first.counters["events_stored"] == archive.stored
     assert first.counters["events_duplicate"] == archive.repeats
@@ -99,7 +80,7 @@ async def test_backfill_of_100000_events_stores_each_once_like_the_live_service(
     assert again.counters.get("events_stored", 0) == 0
     assert again.counters.get("lines_read", 0) == 0
 
-    live = await _live_rows(make_settings, contracts)
+    live = await _live_rows(make_settings, Path(env["SLUICE_CONTRACTS_DIR"]))
     assert sorted(live, key=int) == [str(n) for n in range(40)]
     # Of events 0..39, the archive spoils 7, 13, 21 and 33; the other 36 subjects compare.
     assert len(backfilled) == 36

@@ -10,8 +10,7 @@ from pathlib import Path
 
 import asyncpg
 
-from tests.beam.archive import SCHEMA, write_archive, write_contracts
-from tests.beam.conftest import kill_session, run_beam, started_beam
+from tests.beam.conftest import backfill_of, kill_session, run_beam, started_beam, stored_of
 
 EVENTS = 40_000
 
@@ -33,17 +32,15 @@ async def _done_chunks(url: str, job: str) -> int:
 async def test_killed_backfill_resumes_with_exactly_once_rows(
     beam_python: Path, beam_database: str, tmp_path: Path
 ) -> None:
-    contracts = write_contracts(tmp_path / "contracts", SCHEMA)
-    archive = write_archive(tmp_path / "archive", EVENTS, files=4)
-    env = {"DATABASE_URL": beam_database, "SLUICE_CONTRACTS_DIR": str(contracts)}
-    options = [
-        f"--input={tmp_path / 'archive' / '*.jsonl'}",
-        "--backfill_name=resume",
-        "--chunk_bytes=32768",
-        "--batch_size=100",
-        "--direct_num_workers=2",
-        "--direct_running_mode=multi_processing",
-    ]
+    job = backfill_of(
+        tmp_path,
+        beam_database,
+        events=EVENTS,
+        files=4,
+        name="resume",
+        options=["--chunk_bytes=32768", "--batch_size=100"],
+    )
+    archive, env, options = job.archive, job.env, job.options
     total_chunks = sum(-(-path.stat().st_size // 32768) for path in archive.files)
 
     with started_beam(beam_python, "backfill", options, env, tmp_path / "killed.log") as job:
@@ -60,26 +57,10 @@ async def test_killed_backfill_resumes_with_exactly_once_rows(
     resumed = await asyncio.to_thread(run_beam, beam_python, "backfill", options, env)
     assert resumed.returncode == 0, resumed.output[-4000:]
 
-    connection = await asyncpg.connect(beam_database)
-    try:
-        stored = await connection.fetchval(
-            "SELECT count(*) FROM events WHERE source = $1", archive.source
-        )
-        distinct = await connection.fetchval(
-            "SELECT count(DISTINCT id) FROM events WHERE source = $1", archive.source
-        )
-        codes = {
-            row["error_code"]: (row["rows"], row["occurrences"])
-            for row in await connection.fetch(
-                "SELECT error_code, count(*) AS rows, sum(occurrences) AS occurrences "
-                "FROM quarantine GROUP BY error_code"
-            )
-        }
-    finally:
-        await connection.close()
-    assert stored == distinct == archive.stored
+    stored = await stored_of(beam_database, archive.source)
+    assert stored.events == stored.distinct_ids == archive.stored
     # Exactly once: one row per refusal, each counted once, despite the kill.
-    assert codes == {code: (count, count) for code, count in archive.codes.items()}
+    assert stored.codes == {code: (count, count) for code, count in archive.codes.items()}
     assert resumed.counters["chunks_skipped"] >= done_at_kill
     assert resumed.counters["chunks_read"] <= total_chunks - done_at_kill
     assert await _done_chunks(beam_database, "resume") == total_chunks
