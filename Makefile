@@ -6,7 +6,7 @@ STAMP := .venv/.installed
 # This machine's pip config names an index folder that is sometimes absent; its warnings are noise.
 QUIET_PIP := grep -v '^WARNING: Location' || true
 
-.PHONY: install run test lint bench migrate clean tools tools-k8s tools-faults tools-delivery lint-deploy audit wheel deploy lock crd-schemas chart-readme
+.PHONY: install run test lint bench migrate clean tools tools-k8s tools-faults tools-delivery tools-beam bench-beam lint-deploy audit wheel deploy lock crd-schemas chart-readme
 
 $(STAMP): pyproject.toml
 	@echo "sluice: installing into .venv (the first time takes about a minute)"
@@ -19,11 +19,15 @@ install: $(STAMP)
 run: install
 	$(PY) -m app serve --migrate
 
+# The Beam pipeline's own virtualenv (~/.cache/sluice/beam-venv): apache-beam never enters .venv.
+tools-beam:
+	bash .ci/beam-venv
+
 test: install lint tools
 	$(PY) -m pytest
 
 # Everything the tests need beyond .venv, each installed only when missing.
-tools: tools-k8s tools-faults tools-delivery
+tools: tools-k8s tools-faults tools-delivery tools-beam
 
 # PostgreSQL's initdb/pg_ctl/pg_basebackup/pg_dump (Debian) for tests/faults.
 tools-faults:
@@ -65,6 +69,9 @@ chart-readme: install
 
 bench: install
 	$(PY) -m bench
+
+bench-beam: install tools-beam
+	$(PY) -m bench --beam-events 100000 --consumer-messages 0
 
 migrate: install
 	$(PY) -m app migrate

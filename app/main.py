@@ -28,7 +28,7 @@ from app.api.dependencies import Services
 from app.api.problems import install_problem_handlers
 from app.api.pubsub import pubsub_router
 from app.broker import BrokerLink, BrokerPublisher
-from app.clock import utc_now
+from app.clock import WallClock, utc_now
 from app.config import DEVELOPMENT_PSEUDONYM_KEY, HttpAck, Settings
 from app.consumer import Consumer, DeliveryDecoder
 from app.contracts.checker import ContractChecker
@@ -209,9 +209,12 @@ def build_pipeline(
     anonymizer: Anonymizer,
     checker: ContractChecker,
     sink: Step[AnonymizedEvent],
+    *,
+    wall_clock: WallClock = utc_now,
 ) -> Pipeline:
-    """validate → anonymize → contract → `sink`, each step handed the next."""
-    contract = CheckContract(checker, sink)
+    """validate → anonymize → contract → `sink`, each step handed the next; the contract
+    stage's time checks judge against `wall_clock` (a backfill fixes it to one instant)."""
+    contract = CheckContract(checker, sink, wall_clock=wall_clock)
     head = Validate(settings.limits, anonymizer, Anonymize(anonymizer, contract))
     return Pipeline(head, ack_timeout_s=settings.batch.ack_timeout_s)
 

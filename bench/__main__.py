@@ -12,6 +12,7 @@ from typing import Any, NoReturn
 
 from app.config import BatchSettings, DatabaseSettings
 from bench import cpu, database
+from bench.beam import BeamRun, measure_beam
 from bench.consumer import ConsumerRun, broker_url, measure_consumer
 from bench.copy_ceiling import measure_copy
 from bench.load import LoadPlan, LoadRun, Tally
@@ -40,6 +41,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--consumers", type=int, default=0, help="consumer processes (0: as many as --workers)"
+    )
+    parser.add_argument(
+        "--beam-events",
+        type=int,
+        default=0,
+        help="archived events for the Beam DirectRunner backfill's figure (0: skip it)",
     )
     return parser
 
@@ -119,6 +126,7 @@ def _run(args: argparse.Namespace) -> Result:
                 print(f"bench: service log (tail):\n{service.log_tail()}", file=sys.stderr)
         db_events = database.count_events(url)
         consumer = _consume(args, url)
+        beam = _backfill(args, url)
     latencies = tally.latencies_s
     return Result(
         events_per_s=tally.window_events / args.duration,
@@ -150,7 +158,18 @@ def _run(args: argparse.Namespace) -> Result:
         consumer_messages=consumer.messages if consumer else 0,
         consumer_stored=consumer.stored if consumer else 0,
         consumer_events_per_s=consumer.events_per_s if consumer else None,
+        beam_events=beam.events if beam else 0,
+        beam_stored=beam.stored if beam else 0,
+        beam_workers=beam.workers if beam else 0,
+        beam_rows_per_s=beam.rows_per_s if beam else None,
     )
+
+
+def _backfill(args: argparse.Namespace, url: str) -> BeamRun | None:
+    if args.beam_events <= 0:
+        return None
+    print(f"bench: Beam DirectRunner backfill, {args.beam_events:,} archived events", flush=True)
+    return measure_beam(url, events=args.beam_events, workers=args.workers)
 
 
 def _consume(args: argparse.Namespace, url: str) -> ConsumerRun | None:

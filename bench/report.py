@@ -55,6 +55,11 @@ class Result:
     consumer_messages: int = 0
     consumer_stored: int = 0
     consumer_events_per_s: float | None = None
+    # The Beam backfill on the DirectRunner (None: not measured; `--beam-events`).
+    beam_events: int = 0
+    beam_stored: int = 0
+    beam_workers: int = 0
+    beam_rows_per_s: float | None = None
 
     def _per_event_us(self, stage_s: float | None) -> float | None:
         if stage_s is None or self.events_per_s <= 0:
@@ -103,6 +108,8 @@ class Result:
             reasons.append(
                 f"consumer stored {self.consumer_stored} of {self.consumer_messages} messages"
             )
+        if self.beam_stored < self.beam_events:
+            reasons.append(f"Beam backfill stored {self.beam_stored} of {self.beam_events} events")
         share = self.anonymize_share
         if share is not None and share > self.max_anonymize_share:
             reasons.append(f"anonymization share {share:.3f} > {self.max_anonymize_share}")
@@ -157,6 +164,7 @@ def render(result: Result) -> str:
         f"({setup['copy_rows']:,} rows, one stream)",
         f"ratio          {result.ratio:.3f}   (required: ≥ {result.min_ratio})",
         *_consumer_lines(result),
+        *_beam_lines(result),
         f"verified       {result.acked_events:,} events acknowledged as stored, "
         f"{result.db_events:,} rows in events",
     ]
@@ -195,14 +203,32 @@ def render(result: Result) -> str:
 def _consumer_lines(result: Result) -> list[str]:
     if result.consumer_events_per_s is None:
         return []
-    ceiling = result.copy_rows_per_s or math.nan
     return [
         f"consumer       {result.consumer_events_per_s:,.0f} events/s from a pre-filled "
         f"RabbitMQ queue ({result.consumer_messages:,} messages, "
         f"{result.consumer_processes} consumer processes)",
-        f"               ratio {result.consumer_events_per_s / ceiling:.3f} to COPY, "
-        f"{result.consumer_events_per_s / (result.events_per_s or math.nan):.2f} of HTTP",
+        _ratios(result.consumer_events_per_s, result),
     ]
+
+
+def _beam_lines(result: Result) -> list[str]:
+    if result.beam_rows_per_s is None:
+        return []
+    return [
+        f"beam           {result.beam_rows_per_s:,.0f} rows/s, DirectRunner backfill of "
+        f"{result.beam_events:,} archived events ({result.beam_workers} worker processes, "
+        "start-up included)",
+        _ratios(result.beam_rows_per_s, result),
+    ]
+
+
+def _ratios(rate: float, result: Result) -> str:
+    """A secondary figure beside the COPY ceiling and the HTTP figure."""
+    ceiling = result.copy_rows_per_s or math.nan
+    return (
+        f"               ratio {rate / ceiling:.3f} to COPY, "
+        f"{rate / (result.events_per_s or math.nan):.2f} of HTTP"
+    )
 
 
 def write_json(result: Result) -> tuple[Path, str]:

@@ -37,6 +37,7 @@ class Transport(StrEnum):
     HTTP = "http"
     PUBSUB = "pubsub"
     AMQP = "amqp"
+    FILE = "file"  # archived events loaded by the Beam backfill (beam/)
 
 
 @dataclass(slots=True)

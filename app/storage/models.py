@@ -176,3 +176,22 @@ class SubjectAudit(Base):
     key_id: Mapped[str] = mapped_column(Text)
     events_deleted: Mapped[int] = mapped_column(BigInteger)
     quarantine_deleted: Mapped[int] = mapped_column(BigInteger)
+
+
+class BackfillCommit(Base):
+    """What a Beam backfill (`beam/`) has committed, so a restarted job skips it.
+
+    One row per batch a job wrote, claimed in the batch's own transaction (`part` names
+    the batch within its chunk and side), and one `part = 'done'` row per chunk and side
+    once all of it is written. `chunk` is an input file's byte range, `path@start-end`;
+    `side` is `events` or `quarantine`. Written only by the Beam pipeline; no personal data.
+    """
+
+    __tablename__ = "backfill_commits"
+
+    job: Mapped[str] = mapped_column(Text, primary_key=True)
+    chunk: Mapped[str] = mapped_column(Text, primary_key=True)
+    side: Mapped[str] = mapped_column(Text, primary_key=True)
+    part: Mapped[str] = mapped_column(Text, primary_key=True)
+    writables: Mapped[int] = mapped_column(BigInteger)
+    committed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
