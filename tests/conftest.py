@@ -13,7 +13,7 @@ import os
 import shutil
 import tempfile
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -54,6 +54,38 @@ async def admin_url() -> str:
         pytest.fail(f"PostgreSQL is unreachable at {url}; under CI=true that is a failure")
     embedded = start_embedded(str(PROJECT_ROOT / ".data" / "test-postgres"), keep_running=True)
     return embedded.replace("/sluice?", "/postgres?", 1)
+
+
+ROLE_KINDS = ("owner", "writer", "maintainer", "eraser", "analyst")
+
+
+@pytest.fixture(scope="session", autouse=True)
+async def session_roles(admin_url: str) -> AsyncIterator[dict[str, str]]:
+    """Database role names of this session's own: roles are cluster-wide, and sessions of
+    several worktrees share the server. Set in the environment so every migration, in
+    this process or a child, grants these; dropped when the session ends."""
+    tag = uuid.uuid4().hex[:8]
+    names = {kind: f"sluice_t{tag}_{kind}" for kind in ROLE_KINDS}
+    saved = {kind: os.environ.get(f"SLUICE_DB_ROLE_{kind.upper()}") for kind in ROLE_KINDS}
+    os.environ.update({f"SLUICE_DB_ROLE_{kind.upper()}": name for kind, name in names.items()})
+    try:
+        yield names
+    finally:
+        for kind, value in saved.items():
+            os.environ.pop(f"SLUICE_DB_ROLE_{kind.upper()}", None)
+            if value is not None:
+                os.environ[f"SLUICE_DB_ROLE_{kind.upper()}"] = value
+        await drop_roles(admin_url, names.values())
+
+
+async def drop_roles(admin_url: str, names: Iterable[str]) -> None:
+    """Drop roles whose databases are gone (members first: the maintainer holds the owner)."""
+    admin = await asyncpg.connect(admin_url)
+    try:
+        for name in names:
+            await admin.execute(f'DROP ROLE IF EXISTS "{name}"')
+    finally:
+        await admin.close()
 
 
 @pytest.fixture(scope="session")

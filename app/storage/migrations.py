@@ -9,6 +9,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 
+from app.config import DatabaseRoleSettings
 from app.storage.database import sqlalchemy_url
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -35,10 +36,20 @@ def head_revision() -> str | None:
     return ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
-def upgrade(database_url: str, revision: str = "head") -> None:
+def _with_roles(config: Config, roles: DatabaseRoleSettings | None) -> Config:
+    if roles is not None:  # otherwise the migration reads SLUICE_DB_ROLE_*
+        config.attributes["roles"] = roles
+    return config
+
+
+def upgrade(
+    database_url: str, revision: str = "head", *, roles: DatabaseRoleSettings | None = None
+) -> None:
     """Blocking (Alembic runs its own event loop): call it from a thread in async code."""
-    command.upgrade(alembic_config(database_url), revision)
+    command.upgrade(_with_roles(alembic_config(database_url), roles), revision)
 
 
-def downgrade(database_url: str, revision: str) -> None:
-    command.downgrade(alembic_config(database_url), revision)
+def downgrade(
+    database_url: str, revision: str, *, roles: DatabaseRoleSettings | None = None
+) -> None:
+    command.downgrade(_with_roles(alembic_config(database_url), roles), revision)
