@@ -1,5 +1,5 @@
 """`python -m app <command>`: serve | consume | migrate | downgrade | maintain | replay |
-contracts.
+contracts | keys.
 
 `serve` runs uvicorn (one process, for development) or, with `--workers N`, gunicorn with
 uvicorn workers and `gunicorn.conf.py` (production). With no `DATABASE_URL` outside
@@ -15,7 +15,7 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -24,6 +24,7 @@ import asyncpg
 import orjson
 import uvicorn
 
+from app.auth import admin as key_admin
 from app.clock import utc_now
 from app.config import Environment, Settings
 from app.contracts.checker import ContractChecker
@@ -35,6 +36,7 @@ from app.privacy.policy import PolicyError, load_policy
 from app.storage import migrations
 from app.storage.database import create_pool
 from app.storage.embedded import ensure_database, start_embedded
+from app.storage.keys import KeyRepository
 from app.storage.maintenance import maintain
 from app.storage.quarantine import QuarantineFilter, QuarantineRepository
 from app.storage.repository import EventRepository
@@ -54,6 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "maintain": _maintain,
         "replay": _replay,
         "contracts": _check_contracts,
+        "keys": _keys,
     }[args.command]
     return handler(args, settings)
 
@@ -88,7 +91,24 @@ def _parser() -> argparse.ArgumentParser:
     contracts = commands.add_parser("contracts", help="data contracts")
     contracts.add_argument("action", choices=["check"], help="load and compile every contract")
     contracts.add_argument("--dir", type=Path, help="default: SLUICE_CONTRACTS_DIR")
+    _keys_parser(commands.add_parser("keys", help="API keys: create, list, revoke, rotate"))
     return parser
+
+
+def _keys_parser(keys: argparse.ArgumentParser) -> None:
+    actions = keys.add_subparsers(dest="action", required=True)
+    create = actions.add_parser("create", help="a new key, printed once")
+    create.add_argument("name")
+    create.add_argument("--scope", action="append", required=True, help="repeatable")
+    create.add_argument("--source", action="append", help="allowed source pattern; repeatable")
+    create.add_argument("--expires", type=datetime.fromisoformat, help="ISO time (UTC if naive)")
+    create.add_argument("--file-entry", action="store_true", help="print a keys-file entry")
+    actions.add_parser("list", help="every key, without secrets, as JSON lines")
+    revoke = actions.add_parser("revoke", help="revoke every live key of a name, or one id")
+    revoke.add_argument("name_or_id")
+    rotate = actions.add_parser("rotate", help="a new key; the old ones expire after --grace")
+    rotate.add_argument("name")
+    rotate.add_argument("--grace", type=float, default=24.0, help="hours (default 24)")
 
 
 def _database_url(settings: Settings, *, keep_running: bool) -> str:
@@ -128,7 +148,8 @@ def _say_invalid_contract(exc: ContractError) -> None:
 def _run_on_pool(
     url: str, settings: Settings, work: Callable[[asyncpg.Pool], Awaitable[Any]]
 ) -> None:
-    """Run `work` on a pool of its own and print its report (a dataclass) as one JSON line."""
+    """Run `work` on a pool of its own and print its report (a dataclass, if it returns
+    one) as one JSON line."""
 
     async def run() -> None:
         pool = await create_pool(url, settings.db)
@@ -136,7 +157,8 @@ def _run_on_pool(
             report = await work(pool)
         finally:
             await pool.close()
-        print(orjson.dumps(asdict(report), default=str).decode())
+        if report is not None:
+            print(orjson.dumps(asdict(report), default=str).decode())
 
     asyncio.run(run())
 
@@ -191,18 +213,76 @@ def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(0)
 
 
+def _owner_url(settings: Settings) -> str:
+    """Migrations and key management run as the owner role when its URL is set."""
+    owner = settings.db.owner_url
+    return owner.get_secret_value() if owner else _database_url(settings, keep_running=False)
+
+
 def _migrate(args: argparse.Namespace, settings: Settings) -> int:
-    migrations.upgrade(_database_url(settings, keep_running=False), args.revision)
+    migrations.upgrade(_owner_url(settings), args.revision)
     return 0
 
 
 def _downgrade(args: argparse.Namespace, settings: Settings) -> int:
-    migrations.downgrade(_database_url(settings, keep_running=False), args.revision)
+    migrations.downgrade(_owner_url(settings), args.revision)
     return 0
 
 
+def _keys(args: argparse.Namespace, settings: Settings) -> int:
+    if args.action == "create" and args.file_entry:
+        return _key_file_entry(args)
+    try:
+        _run_on_pool(_owner_url(settings), settings, lambda pool: _key_action(args, pool))
+    except (ValueError, LookupError) as exc:
+        print(f"sluice: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _key_file_entry(args: argparse.Namespace) -> int:
+    try:
+        key, record = key_admin.new_record(args.name, args.scope, args.source, _aware(args.expires))
+    except ValueError as exc:
+        print(f"sluice: {exc}", file=sys.stderr)
+        return 2
+    print(key)
+    print(key_admin.file_entry(record), end="")
+    return 0
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=UTC)
+
+
+async def _key_action(args: argparse.Namespace, pool: asyncpg.Pool) -> None:
+    """One key action; prints its result (a new key once, on its own line)."""
+    repository = KeyRepository(pool)
+    if args.action == "create":
+        key, record = key_admin.new_record(args.name, args.scope, args.source, _aware(args.expires))
+        await repository.insert(record, actor=key_admin.actor())
+        print(key)
+    elif args.action == "rotate":
+        key, _ = await key_admin.rotate(repository, args.name, timedelta(hours=args.grace))
+        print(key)
+    elif args.action == "revoke":
+        revoked = await repository.revoke(args.name_or_id, at=utc_now(), actor=key_admin.actor())
+        if not revoked:
+            raise LookupError(f"no live key named or numbered {args.name_or_id!r}")
+        print(orjson.dumps({"revoked": revoked}).decode())
+    else:
+        for row in key_admin.listing(await repository.all()):
+            print(orjson.dumps(row, default=str).decode())
+
+
 def _maintain(_: argparse.Namespace, settings: Settings) -> int:
-    url = _database_url(settings, keep_running=False)  # starts its own loop when embedded
+    maintainer = settings.db.maintainer_url
+    # The embedded server starts its own loop, so it is started here, before ours.
+    url = (
+        maintainer.get_secret_value() if maintainer else _database_url(settings, keep_running=False)
+    )
     _run_on_pool(
         url,
         settings,
