@@ -6,7 +6,7 @@ STAMP := .venv/.installed
 # This machine's pip config names an index folder that is sometimes absent; its warnings are noise.
 QUIET_PIP := grep -v '^WARNING: Location' || true
 
-.PHONY: install run test lint bench migrate clean
+.PHONY: install run test lint bench migrate clean tools tools-auth
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv .venv
@@ -18,11 +18,16 @@ install: $(STAMP)
 run: install
 	$(PY) -m app serve --migrate
 
-test: install lint
+tools: tools-auth
+
+tools-auth: install
+	.ci/tools-auth
+
+test: install tools lint
 	$(PY) -m pytest
 
 lint: install
-	.venv/bin/ruff check . && .venv/bin/ruff format --check . && .venv/bin/mypy app && .venv/bin/lint-imports --no-cache
+	.venv/bin/ruff check . && .venv/bin/ruff format --check . && .venv/bin/mypy app && .venv/bin/lint-imports --no-cache && .venv/bin/bandit -q -c pyproject.toml -r app
 
 bench: install
 	$(PY) -m bench

@@ -178,7 +178,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
             SLUICE_HOST=host, SLUICE_PORT=str(port), WEB_CONCURRENCY=str(args.workers)
         )
         gunicorn = [sys.executable, "-m", "gunicorn", "-c", str(GUNICORN_CONF)]
-        os.execv(sys.executable, [*gunicorn, "app.main:create_app_from_environment()"])  # noqa: S606
+        os.execv(sys.executable, [*gunicorn, "app.main:create_app_from_environment()"])  # noqa: S606 - our interpreter # nosec B606
     _run_uvicorn("app.main:create_app_from_environment", settings, host, port)
     return 0
 

@@ -35,7 +35,7 @@ def new_record(
         key_id=made.key_id,
         name=name,
         secret_sha256=made.secret_sha256,
-        scopes=tuple(parsed),
+        scopes=tuple(scope.value for scope in parsed),
         sources=None if sources is None else tuple(sources),
         created_at=utc_now(),
         expires_at=expires_at,

@@ -60,7 +60,7 @@ class KeyRepository:
     async def all(self) -> list[KeyRecord]:
         with mapped_errors("load api keys"):
             rows = await self._pool.fetch(
-                f"SELECT {_COLUMNS} FROM api_keys ORDER BY name, created_at"  # noqa: S608 - fixed columns
+                f"SELECT {_COLUMNS} FROM api_keys ORDER BY name, created_at"  # noqa: S608 - fixed columns # nosec B608
             )
         return [_record(row) for row in rows]
 
