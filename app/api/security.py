@@ -44,7 +44,8 @@ def authorize(
     """The key presented, if it is live and holds `scope`; raises `Unauthorized`,
     `Forbidden`, or `RateLimited` when the key spent its budget."""
     presented = header if header else (bearer.credentials if bearer is not None else None)
-    key = services.keys.authenticate(presented) if presented and services.keys else None
+    keys = services.keys
+    key = keys.authenticate(presented) if presented and keys is not None else None
     if key is None:
         raise Unauthorized()
     if scope not in key.scopes:

@@ -86,7 +86,9 @@ def _grant_roles(roles: DatabaseRoleSettings) -> None:
     op.execute(
         f"DO $$ DECLARE p regclass; BEGIN FOR p IN SELECT inhrelid::regclass FROM pg_inherits WHERE inhparent = 'events'::regclass LOOP EXECUTE format('ALTER TABLE %s OWNER TO {roles.owner}', p); END LOOP; END $$"  # noqa: S608 - DDL of a validated role name, no input
     )
-    # PostgreSQL lets only a partitioned table's owner create and drop its partitions.
+    # PostgreSQL lets only a partitioned table's owner create and drop its partitions,
+    # which are tables of the schema.
+    op.execute(f"GRANT CREATE ON SCHEMA public TO {roles.owner}")
     op.execute(f"GRANT {roles.owner} TO {roles.maintainer}")
     for statement in (*_WRITER, *_ERASER, *_ANALYST):
         op.execute(statement.format(**names))
@@ -100,6 +102,7 @@ def _revoke_roles(roles: DatabaseRoleSettings) -> None:
         op.execute(f"REVOKE ALL ON ALL SEQUENCES IN SCHEMA public FROM {name}")
         op.execute(f"REVOKE USAGE ON SCHEMA public FROM {name}")
     op.execute(f"REVOKE {roles.owner} FROM {roles.maintainer}")
+    op.execute(f"REVOKE CREATE ON SCHEMA public FROM {roles.owner}")
     # The owner's tables go back to whoever runs the downgrade (their older migrations
     # expect to own them); the owner role itself stays, as it may serve other databases.
     for table in _TABLES:
