@@ -58,6 +58,9 @@ class LimitSettings(_Group):
     # request makes a recursive walk (policy, contracts) overflow or crawl.
     max_json_depth: int = Field(32, ge=4, le=256)
     max_json_object_keys: int = Field(1000, ge=16)
+    # Bytes of all request headers (names and values) and their number; beyond: 431.
+    max_header_bytes: int = Field(16 * 1024, ge=1024)
+    max_headers: int = Field(100, ge=16)
     # Seconds a request body may take to arrive in full: a trickled body gets 408.
     body_timeout_s: float = Field(30.0, gt=0)
 

@@ -59,6 +59,7 @@ class ErrorCode(StrEnum):
     NOT_FOUND = "request.not_found"
     JSON_TOO_COMPLEX = "request.json_too_complex"
     REQUEST_TIMEOUT = "request.timeout"
+    HEADERS_TOO_LARGE = "request.headers_too_large"
     METHOD_NOT_ALLOWED = "request.method_not_allowed"
     UNAUTHORIZED = "auth.unauthorized"
     FORBIDDEN = "auth.forbidden"
@@ -147,6 +148,7 @@ _STATUS: dict[ErrorCode, int] = {
     ErrorCode.NOT_FOUND: 404,
     ErrorCode.JSON_TOO_COMPLEX: 422,
     ErrorCode.REQUEST_TIMEOUT: 408,
+    ErrorCode.HEADERS_TOO_LARGE: 431,
     ErrorCode.METHOD_NOT_ALLOWED: 405,
     ErrorCode.UNAUTHORIZED: 401,
     ErrorCode.FORBIDDEN: 403,

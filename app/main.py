@@ -27,6 +27,7 @@ from pydantic import SecretStr
 
 from app.api import admin, ingest, operations, quality, quarantine
 from app.api.dependencies import Services
+from app.api.limits import HeaderLimits
 from app.api.problems import install_problem_handlers
 from app.api.pubsub import pubsub_router
 from app.auth.ratelimit import RateLimiter
@@ -78,6 +79,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     install_problem_handlers(app)
     app.add_middleware(AccessLogMiddleware)
+    app.add_middleware(HeaderLimits, limits=settings.limits)
     app.include_router(ingest.router)
     app.include_router(admin.router)
     app.include_router(quarantine.router)
