@@ -92,5 +92,5 @@ async def rotate(repository: KeyRepository, name: str, grace: timedelta) -> tupl
         name, list(model.scopes), None if model.sources is None else list(model.sources), None
     )
     await repository.insert(record, actor=actor())
-    await repository.expire(name, at=now + grace, actor=actor(), keep=record.key_id)
+    await repository.expire(name, at=now + grace, now=now, actor=actor(), keep=record.key_id)
     return key, record

@@ -82,30 +82,38 @@ class KeyRepository:
 
     async def revoke(self, name_or_id: str, *, at: datetime, actor: str) -> list[str]:
         """Revoke every live key with this name or id; the ids revoked."""
-        with mapped_errors("revoke api key"):
-            async with self._pool.acquire() as connection, connection.transaction():
-                rows = await connection.fetch(
-                    "UPDATE api_keys SET revoked_at = $2 "
-                    "WHERE (name = $1 OR key_id = $1) AND revoked_at IS NULL RETURNING key_id",
-                    name_or_id,
-                    at,
-                )
-                if rows:
-                    await _audit(connection, at, actor, "key.revoke", name_or_id)
-        return [row["key_id"] for row in rows]
+        return await self._change(
+            "UPDATE api_keys SET revoked_at = $2 "
+            "WHERE (name = $1 OR key_id = $1) AND revoked_at IS NULL RETURNING key_id",
+            (name_or_id, at),
+            audit=("key.revoke", name_or_id, actor, at),
+        )
 
-    async def expire(self, name: str, *, at: datetime, actor: str, keep: str) -> list[str]:
+    async def expire(
+        self, name: str, *, at: datetime, now: datetime, actor: str, keep: str
+    ) -> list[str]:
         """Rotation: every live key of `name` but `keep` expires at `at` (the grace end)."""
-        with mapped_errors("rotate api key"):
+        return await self._change(
+            "UPDATE api_keys SET expires_at = LEAST(COALESCE(expires_at, $2), $2) "
+            "WHERE name = $1 AND key_id <> $3 AND revoked_at IS NULL RETURNING key_id",
+            (name, at, keep),
+            audit=("key.rotate", name, actor, now),
+        )
+
+    async def _change(
+        self,
+        statement: str,
+        arguments: tuple[object, ...],
+        *,
+        audit: tuple[str, str, str, datetime],
+    ) -> list[str]:
+        """One audited update of keys, in one transaction; the key ids it changed."""
+        action, target, actor, at = audit
+        with mapped_errors(action):
             async with self._pool.acquire() as connection, connection.transaction():
-                rows = await connection.fetch(
-                    "UPDATE api_keys SET expires_at = LEAST(COALESCE(expires_at, $2), $2) "
-                    "WHERE name = $1 AND key_id <> $3 AND revoked_at IS NULL RETURNING key_id",
-                    name,
-                    at,
-                    keep,
-                )
-                await _audit(connection, at, actor, "key.rotate", name)
+                rows = await connection.fetch(statement, *arguments)
+                if rows:
+                    await _audit(connection, at, actor, action, target)
         return [row["key_id"] for row in rows]
 
     async def touch(self, last_used: Mapping[str, datetime]) -> None:
