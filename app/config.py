@@ -54,9 +54,8 @@ class LimitSettings(_Group):
     max_events_per_request: int = Field(1000, ge=1)
     max_event_bytes: int = Field(64 * 1024, ge=256)
     max_attribute_chars: int = Field(1024, ge=64, le=2048)
-    # Nesting of a JSON document and members of one JSON object: bounded so that no
-    # request makes a recursive walk (policy, contracts) overflow or crawl.
-    max_json_depth: int = Field(32, ge=4, le=256)
+    # Members of one JSON object. Nesting is bounded per event: `data` deeper than 254
+    # levels (what orjson can serialize) is rejected as `envelope.invalid_attribute`.
     max_json_object_keys: int = Field(1000, ge=16)
     # Bytes of all request headers (names and values) and their number; beyond: 431.
     max_header_bytes: int = Field(16 * 1024, ge=1024)

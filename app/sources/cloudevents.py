@@ -47,9 +47,9 @@ def is_json_media_type(media: str) -> bool:
 
 
 def parse_json(body: bytes, limits: LimitSettings | None = None) -> Any:
-    """The parsed body; with `limits`, refused (`request.json_too_complex`) when nested
-    deeper than `max_json_depth` or holding an object of more than `max_json_object_keys`
-    members: every later stage walks what this returns, some of them recursively."""
+    """The parsed body; with `limits`, refused (`request.json_too_complex`) when an object
+    in it holds more than `max_json_object_keys` members: every later stage walks what
+    this returns. (Depth: orjson refuses past 1024 levels, validation past 254.)"""
     try:
         document = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
@@ -59,26 +59,22 @@ def parse_json(body: bytes, limits: LimitSettings | None = None) -> Any:
             field="body",
         ) from None
     if limits is not None:
-        _check_shape(document, limits.max_json_depth, limits.max_json_object_keys)
+        _check_width(document, limits.max_json_object_keys)
     return document
 
 
-def _check_shape(document: Any, max_depth: int, max_keys: int) -> None:
+def _check_width(document: Any, max_keys: int) -> None:
     """Iterative, so no document can exhaust the stack here either."""
-    if not isinstance(document, dict | list):
-        return
-    pending: list[tuple[Any, int]] = [(document, 1)]
+    pending: list[Any] = [document] if isinstance(document, dict | list) else []
     while pending:
-        value, depth = pending.pop()
-        if depth > max_depth:
-            raise _too_complex(f"JSON is nested deeper than {max_depth} levels")
+        value = pending.pop()
         if isinstance(value, dict):
             if len(value) > max_keys:
                 raise _too_complex(f"a JSON object has more than {max_keys} members")
             children: Any = value.values()
         else:
             children = value
-        pending.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+        pending.extend(child for child in children if isinstance(child, dict | list))
 
 
 def _too_complex(message: str) -> RequestRejected:

@@ -8,7 +8,6 @@ import select
 import socket
 import time
 from collections.abc import Iterator
-from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -30,36 +29,30 @@ def service(database_url: str) -> Iterator[str]:
         yield base_url
 
 
-def _nested(depth: int) -> Any:
-    document: Any = {"leaf": 1}
-    for _ in range(depth - 1):
-        document = {"child": document}
-    return document
+def _event(data: bytes) -> bytes:
+    return b'{"specversion":"1.0","id":"1","source":"/limits","type":"t","data":' + data + b"}"
+
+
+def _deep(depth: int) -> bytes:
+    return b'{"a":' * depth + b"1" + b"}" * depth
 
 
 @pytest.mark.parametrize(
-    ("data", "status", "code"),
+    ("body", "status", "code"),
     [
-        (_nested(40), 422, "request.json_too_complex"),  # past the depth of 32
-        ({f"k{i}": i for i in range(1001)}, 422, "request.json_too_complex"),  # 1001 members
-        (_nested(5000), 400, "request.malformed_json"),  # past orjson's own recursion limit
+        (_event(_deep(300)), 422, "envelope.invalid_attribute"),  # past the 254 orjson writes
+        (_event(orjson.dumps({f"k{i}": i for i in range(1001)})), 422, "request.json_too_complex"),
+        (_event(_deep(5000)), 400, "request.malformed_json"),  # past orjson's parse limit
     ],
     ids=["deep", "wide", "very-deep"],
 )
-def test_json_bounds(service: str, data: Any, status: int, code: str) -> None:
-    event = {"specversion": "1.0", "id": "1", "source": "/limits", "type": "t", "data": data}
+def test_json_bounds(service: str, body: bytes, status: int, code: str) -> None:
     response = httpx.post(
-        f"{service}/ingest",
-        content=orjson.dumps(event) if code != "request.malformed_json" else _deep_text(5000),
-        headers={"content-type": "application/cloudevents+json"},
+        f"{service}/ingest", content=body, headers={"content-type": "application/cloudevents+json"}
     )
     assert response.status_code == status, response.text
-    assert response.json()["code"] == code
-
-
-def _deep_text(depth: int) -> bytes:
-    data = b'{"a":' * depth + b"1" + b"}" * depth
-    return b'{"specversion":"1.0","id":"1","source":"/l","type":"t","data":' + data + b"}"
+    answer = response.json()
+    assert (answer["results"][0] if "results" in answer else answer)["code"] == code
 
 
 def _raw(service: str, request: bytes, *, trickle: bytes = b"", every_s: float = 0.0) -> bytes:
