@@ -6,7 +6,7 @@ STAMP := .venv/.installed
 # This machine's pip config names an index folder that is sometimes absent; its warnings are noise.
 QUIET_PIP := grep -v '^WARNING: Location' || true
 
-.PHONY: install run test lint bench migrate clean tools tools-k8s tools-faults tools-delivery tools-beam bench-beam lint-deploy audit wheel deploy lock crd-schemas chart-readme
+.PHONY: install run test lint bench migrate clean tools tools-k8s tools-faults tools-delivery tools-beam tools-auth bench-beam lint-deploy audit wheel deploy lock crd-schemas chart-readme
 
 $(STAMP): pyproject.toml
 	@echo "sluice: installing into .venv (the first time takes about a minute)"
@@ -23,11 +23,15 @@ run: install
 tools-beam:
 	bash .ci/beam-venv
 
+# schemathesis in its own venv for tests/security.
+tools-auth: install
+	.ci/tools-auth
+
 test: install lint tools
 	$(PY) -m pytest
 
 # Everything the tests need beyond .venv, each installed only when missing.
-tools: tools-k8s tools-faults tools-delivery tools-beam
+tools: tools-k8s tools-faults tools-delivery tools-beam tools-auth
 
 # PostgreSQL's initdb/pg_ctl/pg_basebackup/pg_dump (Debian) for tests/faults.
 tools-faults:
@@ -49,7 +53,7 @@ deploy: install tools-delivery
 	cd deploy/ansible && $${XDG_CACHE_HOME:-$$HOME/.cache}/sluice/ansible-venv/bin/ansible-playbook -i inventories/$(ENV)/hosts.yml site.yml -e sluice_version=$(VERSION)
 
 lint: install
-	.venv/bin/ruff check . && .venv/bin/ruff format --check . && .venv/bin/mypy app && .venv/bin/lint-imports --no-cache
+	.venv/bin/ruff check . && .venv/bin/ruff format --check . && .venv/bin/mypy app && .venv/bin/lint-imports --no-cache && .venv/bin/bandit -q -c pyproject.toml -r app
 
 # podman/runc/debootstrap (Debian) and checkov (own venv) for tests/image and tests/chart.
 tools-k8s: install

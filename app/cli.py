@@ -1,5 +1,5 @@
 """`python -m app <command>`: serve | consume | migrate | downgrade | maintain | replay |
-contracts | backup | restore | smoke.
+contracts | backup | restore | smoke | keys.
 
 `serve` runs uvicorn (one process, for development) or, with `--workers N`, gunicorn with
 uvicorn workers and `gunicorn.conf.py` (production). With no `DATABASE_URL` outside
@@ -26,6 +26,7 @@ import asyncpg
 import orjson
 import uvicorn
 
+from app.auth import admin as key_admin
 from app.clock import utc_now
 from app.config import Environment, Settings
 from app.contracts.checker import ContractChecker
@@ -38,6 +39,7 @@ from app.smoke import add_smoke_parser, smoke_command
 from app.storage import backup, migrations
 from app.storage.database import create_pool, database_guard
 from app.storage.embedded import ensure_database, start_embedded
+from app.storage.keys import KeyRepository
 from app.storage.maintenance import maintain
 from app.storage.quarantine import QuarantineFilter, QuarantineRepository
 from app.storage.repository import EventRepository
@@ -61,6 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "backup": _backup,
         "restore": _restore,
         "smoke": smoke_command,
+        "keys": _keys,
     }[args.command]
     return handler(args, settings)
 
@@ -140,6 +143,7 @@ def _parser() -> argparse.ArgumentParser:
         "path", type=Path, metavar="PATH", help="an archive `backup` wrote (with its .meta.json)"
     )
     add_smoke_parser(commands)
+    _keys_parser(_command(commands, "keys", "API keys: create, list, revoke, rotate"))
     return parser
 
 
@@ -175,6 +179,41 @@ def moment(text: str, *, now: datetime | None = None) -> datetime:
     except ValueError:
         raise argparse.ArgumentTypeError(f"'{text}' is not a time: use {_WHEN}") from None
     return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+def _keys_parser(keys: argparse.ArgumentParser) -> None:
+    actions = keys.add_subparsers(dest="action", required=True, metavar="ACTION")
+    create = _command(actions, "create", "a new key, printed once")
+    create.add_argument("name", metavar="NAME", help="what the key is for; shown in audits")
+    create.add_argument(
+        "--scope",
+        action="append",
+        required=True,
+        metavar="S",
+        help="ingest, admin:read, admin:write or metrics; repeatable",
+    )
+    create.add_argument(
+        "--source",
+        action="append",
+        metavar="PATTERN",
+        help="a CloudEvents source pattern the key may write; repeatable (default: any)",
+    )
+    create.add_argument("--expires", type=moment, metavar="WHEN", help=f"expiry ({_WHEN})")
+    create.add_argument(
+        "--file-entry", action="store_true", help="print an entry for the keys file instead"
+    )
+    _command(actions, "list", "every key, without secrets, as JSON lines")
+    revoke = _command(actions, "revoke", "revoke every live key of a name, or one key id")
+    revoke.add_argument("name_or_id", metavar="NAME_OR_ID", help="a key's name or id")
+    rotate = _command(actions, "rotate", "a new key; the old ones expire after --grace")
+    rotate.add_argument("name", metavar="NAME", help="the name of the keys to rotate")
+    rotate.add_argument(
+        "--grace",
+        type=float,
+        default=24.0,
+        metavar="HOURS",
+        help="hours the old keys stay valid (default 24)",
+    )
 
 
 def _database_url(settings: Settings, *, keep_running: bool) -> str:
@@ -214,7 +253,8 @@ def _say_invalid_contract(exc: ContractError) -> None:
 def _run_on_pool(
     url: str, settings: Settings, work: Callable[[asyncpg.Pool], Awaitable[Any]]
 ) -> None:
-    """Run `work` on a pool of its own and print its report (a dataclass) as one JSON line."""
+    """Run `work` on a pool of its own and print its report (a dataclass, if it returns
+    one) as one JSON line."""
 
     async def run() -> None:
         pool = await create_pool(url, settings.db)
@@ -222,7 +262,8 @@ def _run_on_pool(
             report = await work(pool)
         finally:
             await pool.close()
-        print(orjson.dumps(asdict(report), default=str).decode())
+        if report is not None:
+            print(orjson.dumps(asdict(report), default=str).decode())
 
     asyncio.run(run())
 
@@ -244,7 +285,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
             SLUICE_HOST=host, SLUICE_PORT=str(port), WEB_CONCURRENCY=str(args.workers)
         )
         gunicorn = [sys.executable, "-m", "gunicorn", "-c", str(GUNICORN_CONF)]
-        os.execv(sys.executable, [*gunicorn, "app.main:create_app_from_environment()"])  # noqa: S606
+        os.execv(sys.executable, [*gunicorn, "app.main:create_app_from_environment()"])  # noqa: S606 - our interpreter # nosec B606
     _run_uvicorn("app.main:create_app_from_environment", settings, host, port)
     return 0
 
@@ -279,18 +320,76 @@ def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(0)
 
 
+def _owner_url(settings: Settings) -> str:
+    """Migrations and key management run as the owner role when its URL is set."""
+    owner = settings.db.owner_url
+    return owner.get_secret_value() if owner else _database_url(settings, keep_running=False)
+
+
 def _migrate(args: argparse.Namespace, settings: Settings) -> int:
-    migrations.upgrade(_database_url(settings, keep_running=False), args.revision)
+    migrations.upgrade(_owner_url(settings), args.revision)
     return 0
 
 
 def _downgrade(args: argparse.Namespace, settings: Settings) -> int:
-    migrations.downgrade(_database_url(settings, keep_running=False), args.revision)
+    migrations.downgrade(_owner_url(settings), args.revision)
     return 0
 
 
+def _keys(args: argparse.Namespace, settings: Settings) -> int:
+    if args.action == "create" and args.file_entry:
+        return _key_file_entry(args)
+    try:
+        _run_on_pool(_owner_url(settings), settings, lambda pool: _key_action(args, pool))
+    except (ValueError, LookupError) as exc:
+        print(f"sluice: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _key_file_entry(args: argparse.Namespace) -> int:
+    try:
+        key, record = key_admin.new_record(args.name, args.scope, args.source, _aware(args.expires))
+    except ValueError as exc:
+        print(f"sluice: {exc}", file=sys.stderr)
+        return 2
+    print(key)
+    print(key_admin.file_entry(record), end="")
+    return 0
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=UTC)
+
+
+async def _key_action(args: argparse.Namespace, pool: asyncpg.Pool) -> None:
+    """One key action; prints its result (a new key once, on its own line)."""
+    repository = KeyRepository(pool)
+    if args.action == "create":
+        key, record = key_admin.new_record(args.name, args.scope, args.source, _aware(args.expires))
+        await repository.insert(record, actor=key_admin.actor())
+        print(key)
+    elif args.action == "rotate":
+        key, _ = await key_admin.rotate(repository, args.name, timedelta(hours=args.grace))
+        print(key)
+    elif args.action == "revoke":
+        revoked = await repository.revoke(args.name_or_id, at=utc_now(), actor=key_admin.actor())
+        if not revoked:
+            raise LookupError(f"no live key named or numbered {args.name_or_id!r}")
+        print(orjson.dumps({"revoked": revoked}).decode())
+    else:
+        for row in key_admin.listing(await repository.all()):
+            print(orjson.dumps(row, default=str).decode())
+
+
 def _maintain(_: argparse.Namespace, settings: Settings) -> int:
-    url = _database_url(settings, keep_running=False)  # starts its own loop when embedded
+    maintainer = settings.db.maintainer_url
+    # The embedded server starts its own loop, so it is started here, before ours.
+    url = (
+        maintainer.get_secret_value() if maintainer else _database_url(settings, keep_running=False)
+    )
     _run_on_pool(
         url,
         settings,

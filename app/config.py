@@ -34,6 +34,9 @@ T = TypeVar("T")
 Unsettable = Annotated[T | None, BeforeValidator(_blank_is_unset)]
 
 
+_ROLE_NAME = r"^[a-z_][a-z0-9_]{0,62}$"
+
+
 class Environment(StrEnum):
     DEVELOPMENT = "development"
     TEST = "test"
@@ -66,6 +69,14 @@ class LimitSettings(_Group):
     max_events_per_request: int = Field(1000, ge=1)
     max_event_bytes: int = Field(64 * 1024, ge=256)
     max_attribute_chars: int = Field(1024, ge=64, le=2048)
+    # Members of one JSON object. Nesting is bounded per event: `data` deeper than 254
+    # levels (what orjson can serialize) is rejected as `envelope.invalid_attribute`.
+    max_json_object_keys: int = Field(1000, ge=16)
+    # Bytes of all request headers (names and values) and their number; beyond: 431.
+    max_header_bytes: int = Field(16 * 1024, ge=1024)
+    max_headers: int = Field(100, ge=16)
+    # Seconds a request body may take to arrive in full: a trickled body gets 408.
+    body_timeout_s: float = Field(30.0, gt=0)
 
 
 class BatchSettings(_Group):
@@ -110,6 +121,26 @@ class DatabaseSettings(_Group):
     # The password, when DATABASE_URL carries none (a secret of its own, e.g. from Secret
     # Manager); a password in the URL wins.
     password: Unsettable[SecretStr] = None
+    # The database roles' connections (docs/security.md); each unset one falls back to
+    # DATABASE_URL, the writer's. Owner: migrations. Maintainer: partitions, retention.
+    # Eraser: the subject-rights endpoints.
+    owner_url: Unsettable[SecretStr] = None
+    maintainer_url: Unsettable[SecretStr] = None
+    eraser_url: Unsettable[SecretStr] = None
+
+
+class DatabaseRoleSettings(_Group):
+    """Names of the group roles the migrations create and grant (cluster-wide in
+    PostgreSQL); `manage=false` leaves roles and grants to the operator."""
+
+    model_config = SettingsConfigDict(env_prefix="SLUICE_DB_ROLE_")
+
+    manage: bool = True
+    owner: str = Field("sluice_owner", pattern=_ROLE_NAME)
+    writer: str = Field("sluice_writer", pattern=_ROLE_NAME)
+    maintainer: str = Field("sluice_maintainer", pattern=_ROLE_NAME)
+    eraser: str = Field("sluice_eraser", pattern=_ROLE_NAME)
+    analyst: str = Field("sluice_analyst", pattern=_ROLE_NAME)
 
 
 class PrivacySettings(_Group):
@@ -246,6 +277,42 @@ class RetentionSettings(_Group):
     quality_days: int = Field(14, ge=1)
 
 
+class IngestAccess(StrEnum):
+    OPEN = "open"  # anyone who reaches POST /ingest may write, as any source
+    KEYS = "keys"  # an API key with the `ingest` scope, and only its allowed sources
+
+
+class MetricsAccess(StrEnum):
+    OPEN = "open"  # for a scraper inside the trust boundary
+    KEY = "key"  # an API key with the `metrics` scope
+
+
+class AuthSettings(_Group):
+    """API keys (docs/security.md): who may ingest, read and change what."""
+
+    model_config = SettingsConfigDict(env_prefix="SLUICE_AUTH_")
+
+    # Unset: open outside production (with a loud warning), keys in production.
+    ingest: IngestAccess | None = None
+    metrics: MetricsAccess = MetricsAccess.OPEN
+    # Keys kept outside the database (a mounted secret): YAML, entries as
+    # `python -m app keys create --file-entry` prints them. Read with the database's keys.
+    keys_file: Unsettable[Path] = None
+    # How often each process reloads the keys: the bound on a revocation taking effect.
+    cache_ttl_s: float = Field(10.0, gt=0, le=300)
+    # How often each process writes its keys' last-used times (one statement).
+    last_used_flush_s: float = Field(60.0, gt=0)
+    # Per key and process: a token bucket of `rate_limit_burst` requests refilled at
+    # `rate_limit_per_s`; 0 turns it off.
+    rate_limit_per_s: float = Field(100.0, ge=0)
+    rate_limit_burst: int = Field(200, ge=1)
+
+    def ingest_access(self, env: Environment) -> IngestAccess:
+        if self.ingest is not None:
+            return self.ingest
+        return IngestAccess.KEYS if env is Environment.PRODUCTION else IngestAccess.OPEN
+
+
 class Settings(_Group):
     model_config = SettingsConfigDict(env_prefix="SLUICE_")
 
@@ -272,6 +339,8 @@ class Settings(_Group):
     contracts: ContractSettings = Field(default_factory=ContractSettings)
     quality: QualitySettings = Field(default_factory=QualitySettings)
     amqp: AmqpSettings = Field(default_factory=AmqpSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    db_roles: DatabaseRoleSettings = Field(default_factory=DatabaseRoleSettings)
 
     @model_validator(mode="after")
     def _password_into_url(self) -> Settings:
@@ -323,4 +392,22 @@ class Settings(_Group):
                 "push endpoint disabled with SLUICE_PUBSUB_ENABLED=false: it would take "
                 "events from anyone"
             )
+        if self.env is Environment.PRODUCTION:
+            _no_default_secrets(self)
         return self
+
+
+#: Shortest admin token production accepts: shorter ones are guessable or placeholders.
+MIN_ADMIN_TOKEN_CHARS = 32
+
+
+def _no_default_secrets(settings: Settings) -> None:
+    key = settings.privacy.pseudonym_key
+    if key is not None and key.get_secret_value() == DEVELOPMENT_PSEUDONYM_KEY:
+        raise ValueError("SLUICE_PRIVACY_PSEUDONYM_KEY is the public development key")
+    token = settings.admin_token
+    if token is not None and len(token.get_secret_value()) < MIN_ADMIN_TOKEN_CHARS:
+        raise ValueError(
+            f"SLUICE_ADMIN_TOKEN must be at least {MIN_ADMIN_TOKEN_CHARS} characters "
+            "when SLUICE_ENV=production"
+        )

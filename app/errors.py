@@ -6,13 +6,15 @@ The tree (every exception class of the project; where it is raised in brackets):
     ├── InvalidInput                 the input is wrong; retrying it cannot help
     │   ├── RequestRejected          the request as a whole is unusable (400/413/415/422)
     │   │                            [sources/, api/]
-    │   ├── Unauthorized             401: no valid credential (admin token, push OIDC token)
+    │   ├── Unauthorized             401: no valid credential (API key, admin token, push
+    │   │                            OIDC token); answered with `WWW-Authenticate`
     │   ├── Forbidden                403: a valid credential that is not allowed here
     │   └── StorageRefusedValue      PostgreSQL refused a value (SQLSTATE 22, 23, 54); the
     │                                batch writer splits the batch to find the event
     │                                [storage/repository.py]
     └── Retryable                    the service cannot take it *now*; try again later
         ├── BufferFull               429: the in-memory buffer is at capacity
+        ├── RateLimited              429: this API key spent its request budget [auth/]
         ├── ShuttingDown             503: the process is draining for exit
         ├── StorageUnavailable       503: PostgreSQL failed past the retry budget, or with
         │   │                        an error no retry fixes (a missing table)
@@ -44,7 +46,9 @@ them, with `raise ... from exc`, and never leave that module unmapped.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import StrEnum
+from types import MappingProxyType
 
 
 class ErrorCode(StrEnum):
@@ -56,9 +60,13 @@ class ErrorCode(StrEnum):
     NOT_A_PUBSUB_DELIVERY = "request.not_a_pubsub_delivery"
     INVALID_PARAMETER = "request.invalid_parameter"
     NOT_FOUND = "request.not_found"
+    JSON_TOO_COMPLEX = "request.json_too_complex"
+    REQUEST_TIMEOUT = "request.timeout"
+    HEADERS_TOO_LARGE = "request.headers_too_large"
     METHOD_NOT_ALLOWED = "request.method_not_allowed"
     UNAUTHORIZED = "auth.unauthorized"
     FORBIDDEN = "auth.forbidden"
+    SOURCE_NOT_ALLOWED = "auth.source_not_allowed"
     MISSING_ATTRIBUTE = "envelope.missing_attribute"
     BAD_SPECVERSION = "envelope.bad_specversion"
     INVALID_ATTRIBUTE = "envelope.invalid_attribute"
@@ -77,6 +85,7 @@ class ErrorCode(StrEnum):
     STORAGE_REFUSED_VALUE = "storage.refused_value"
     BAD_FORWARD_SIGNATURE = "envelope.bad_forward_signature"
     BUFFER_FULL = "transient.buffer_full"
+    RATE_LIMITED = "transient.rate_limited"
     DATABASE_UNAVAILABLE = "transient.database"
     SHUTTING_DOWN = "transient.shutting_down"
     BROKER_UNAVAILABLE = "transient.broker"
@@ -93,7 +102,7 @@ class ErrorCode(StrEnum):
     def scope(self) -> Scope:
         if self.retryable:
             return Scope.TRANSIENT
-        if self.value.startswith(_REQUEST_PREFIXES):
+        if self.value.startswith(_REQUEST_PREFIXES) and self not in _PER_EVENT_AUTH:
             return Scope.REQUEST
         return Scope.EVENT
 
@@ -123,7 +132,11 @@ class Delivery(StrEnum):
 
 _REQUEST_PREFIXES = ("request.", "auth.")
 # Request-level codes that a message source meets per message, quarantining that message.
-_MESSAGE_LEVEL = frozenset({ErrorCode.MALFORMED_JSON, ErrorCode.NOT_AN_EVENT})
+_MESSAGE_LEVEL = frozenset(
+    {ErrorCode.MALFORMED_JSON, ErrorCode.NOT_AN_EVENT, ErrorCode.JSON_TOO_COMPLEX}
+)
+# An API key may write some sources and not others: judged event by event.
+_PER_EVENT_AUTH = frozenset({ErrorCode.SOURCE_NOT_ALLOWED})
 
 
 # Per-event codes map to 422: the status of a request whose every event was rejected.
@@ -136,9 +149,13 @@ _STATUS: dict[ErrorCode, int] = {
     ErrorCode.NOT_A_PUBSUB_DELIVERY: 400,
     ErrorCode.INVALID_PARAMETER: 422,
     ErrorCode.NOT_FOUND: 404,
+    ErrorCode.JSON_TOO_COMPLEX: 422,
+    ErrorCode.REQUEST_TIMEOUT: 408,
+    ErrorCode.HEADERS_TOO_LARGE: 431,
     ErrorCode.METHOD_NOT_ALLOWED: 405,
     ErrorCode.UNAUTHORIZED: 401,
     ErrorCode.FORBIDDEN: 403,
+    ErrorCode.SOURCE_NOT_ALLOWED: 403,
     ErrorCode.MISSING_ATTRIBUTE: 422,
     ErrorCode.BAD_SPECVERSION: 422,
     ErrorCode.INVALID_ATTRIBUTE: 422,
@@ -157,6 +174,7 @@ _STATUS: dict[ErrorCode, int] = {
     ErrorCode.SUPPRESSED: 200,  # acknowledged and deliberately not stored: not a failure
     ErrorCode.BAD_FORWARD_SIGNATURE: 422,
     ErrorCode.BUFFER_FULL: 429,
+    ErrorCode.RATE_LIMITED: 429,
     ErrorCode.DATABASE_UNAVAILABLE: 503,
     ErrorCode.SHUTTING_DOWN: 503,
     ErrorCode.BROKER_UNAVAILABLE: 503,
@@ -165,6 +183,8 @@ _STATUS: dict[ErrorCode, int] = {
 
 class SluiceError(Exception):
     code: ErrorCode
+    #: Headers the HTTP answer must carry (`WWW-Authenticate`, the rate-limit fields).
+    headers: Mapping[str, str] = MappingProxyType({})
 
     def __init__(self, message: str, *, code: ErrorCode, field: str | None = None) -> None:
         super().__init__(message)
@@ -182,7 +202,11 @@ class RequestRejected(InvalidInput):
 
 
 class Unauthorized(InvalidInput):
-    def __init__(self, message: str = "a valid admin bearer token is required") -> None:
+    # RFC 9110: a 401 names the scheme it wants. The same answer for a missing, unknown,
+    # expired or revoked credential: none reveals which keys exist.
+    headers = MappingProxyType({"WWW-Authenticate": 'Bearer realm="sluice"'})
+
+    def __init__(self, message: str = "a valid API key or bearer token is required") -> None:
         super().__init__(message, code=ErrorCode.UNAUTHORIZED)
 
 
@@ -200,6 +224,19 @@ class Retryable(SluiceError):
 class BufferFull(Retryable):
     def __init__(self, message: str = "ingest buffer is full", *, retry_after_s: int = 1) -> None:
         super().__init__(message, code=ErrorCode.BUFFER_FULL, retry_after_s=retry_after_s)
+
+
+class RateLimited(Retryable):
+    """The key's token bucket is empty; `headers` carry `Retry-After`'s companions, the
+    IETF `RateLimit-*` fields."""
+
+    def __init__(self, *, retry_after_s: int, headers: Mapping[str, str]) -> None:
+        super().__init__(
+            "request rate limit of this API key exceeded",
+            code=ErrorCode.RATE_LIMITED,
+            retry_after_s=retry_after_s,
+        )
+        self.headers = MappingProxyType(dict(headers))
 
 
 class ShuttingDown(Retryable):

@@ -20,16 +20,21 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import replace
 
+import asyncpg
 import httpx
 from fastapi import FastAPI
+from pydantic import SecretStr
 
 from app.api import admin, ingest, operations, quality, quarantine
 from app.api.dependencies import Services
+from app.api.limits import HeaderLimits
 from app.api.problems import install_problem_handlers
 from app.api.pubsub import pubsub_router
+from app.auth.ratelimit import RateLimiter
+from app.auth.store import KeyStore
 from app.broker import BrokerLink, BrokerPublisher
 from app.clock import WallClock, utc_now
-from app.config import DEVELOPMENT_PSEUDONYM_KEY, HttpAck, Settings
+from app.config import DEVELOPMENT_PSEUDONYM_KEY, HttpAck, IngestAccess, Settings
 from app.consumer import Consumer, DeliveryDecoder
 from app.contracts.checker import ContractChecker
 from app.drain import Drain
@@ -37,6 +42,7 @@ from app.model.events import AnonymizedEvent
 from app.observability.access_log import AccessLogMiddleware
 from app.observability.logging import configure_logging
 from app.pipeline.anonymize import Anonymizer
+from app.pipeline.authorize import CheckSource
 from app.pipeline.batcher import Batcher
 from app.pipeline.forwarding import ForwardedDecoder
 from app.pipeline.ingest import Pipeline
@@ -52,7 +58,8 @@ from app.privacy.policy import load_policy
 from app.sources.amqp import AmqpDecoder
 from app.sources.oidc import PushAuthenticator
 from app.storage.database import create_pool, database_guard
-from app.storage.maintenance import run_periodically
+from app.storage.keys import AuditRepository, KeyRepository
+from app.storage.maintenance import ensure_partitions_ahead, run_periodically
 from app.storage.migrations import head_revision
 from app.storage.quality import QualityRepository
 from app.storage.quarantine import QuarantineRepository
@@ -73,6 +80,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     install_problem_handlers(app)
     app.add_middleware(AccessLogMiddleware)
+    app.add_middleware(HeaderLimits, limits=settings.limits)
     app.include_router(ingest.router)
     app.include_router(admin.router)
     app.include_router(quarantine.router)
@@ -111,10 +119,25 @@ async def pipeline(settings: Settings) -> AsyncIterator[Services]:
             "public development key %r; set a secret key before storing real data",
             DEVELOPMENT_PSEUDONYM_KEY,
         )
+    _warn_if_open(settings)
     pool = await create_pool(settings.database_url, settings.db)
     http = httpx.AsyncClient()  # outbound: Google's certificates for push tokens
+    roles = contextlib.AsyncExitStack()
     try:
+        maintainer_pool = await roles.enter_async_context(
+            role_pool(settings.db.maintainer_url, settings, pool)
+        )
+        eraser_pool = await roles.enter_async_context(
+            role_pool(settings.db.eraser_url, settings, pool)
+        )
+        keys = KeyStore(
+            KeyRepository(pool),
+            settings.auth,
+            admin_token=settings.admin_token.get_secret_value() if settings.admin_token else None,
+        )
+        await keys.reload()
         repository = EventRepository(pool)
+        upkeep = EventRepository(maintainer_pool)
         quarantined = QuarantineRepository(pool)
         quality_counts = QualityRepository(pool)
         breaker, policy = database_guard(pool, settings)
@@ -126,7 +149,7 @@ async def pipeline(settings: Settings) -> AsyncIterator[Services]:
             on_committed=recorder.record,
             policy=policy,
         )
-        await writer.ensure_partitions()
+        await ensure_partitions_ahead(upkeep, settings.db, utc_now())
         batcher = Batcher(
             writer.write,
             max_size=settings.batch.max_size,
@@ -144,7 +167,7 @@ async def pipeline(settings: Settings) -> AsyncIterator[Services]:
             pipeline=build_pipeline(settings, anonymizer, checker, Buffer(batcher)),
             anonymizer=anonymizer,
             checker=checker,
-            subjects=SubjectRepository(pool),
+            subjects=SubjectRepository(eraser_pool),
             keyring=keyring,
             push_authenticator=PushAuthenticator(settings.pubsub, http),
             quarantine=quarantined,
@@ -154,15 +177,21 @@ async def pipeline(settings: Settings) -> AsyncIterator[Services]:
             quality=quality_counts,
             schema_head=head_revision(),
             breaker=breaker,
+            keys=keys,
+            rate_limiter=RateLimiter(
+                rate_per_s=settings.auth.rate_limit_per_s, burst=settings.auth.rate_limit_burst
+            ),
+            audit=AuditRepository(pool),
         )
         _tune_garbage_collector()
         background = [
-            asyncio.create_task(recorder.run(settings.quality.flush_interval_s, quarantined))
+            asyncio.create_task(recorder.run(settings.quality.flush_interval_s, quarantined)),
+            asyncio.create_task(keys.run()),
         ]
         if settings.db.maintenance_in_process:
             background.append(
                 asyncio.create_task(
-                    run_periodically(repository, settings.db, settings.retention, utc_now)
+                    run_periodically(upkeep, settings.db, settings.retention, utc_now)
                 )
             )
         try:
@@ -176,7 +205,34 @@ async def pipeline(settings: Settings) -> AsyncIterator[Services]:
                     await task
     finally:
         await http.aclose()
+        await roles.aclose()
         await pool.close()
+
+
+@asynccontextmanager
+async def role_pool(
+    url: SecretStr | None, settings: Settings, default: asyncpg.Pool
+) -> AsyncIterator[asyncpg.Pool]:
+    """A small pool for one database role's job (docs/security.md), or the ingest pool
+    when that role's URL is unset."""
+    if url is None:
+        yield default
+        return
+    small = settings.db.model_copy(update={"pool_min_size": 1, "pool_max_size": 2})
+    pool = await create_pool(url.get_secret_value(), small)
+    try:
+        yield pool
+    finally:
+        await pool.close()
+
+
+def _warn_if_open(settings: Settings) -> None:
+    if settings.auth.ingest_access(settings.env) is IngestAccess.OPEN:
+        log.warning(
+            "POST /ingest is OPEN: anyone who can reach it may write events as any source. "
+            "Set SLUICE_AUTH_INGEST=keys and create keys (python -m app keys create) "
+            "before exposing this service",
+        )
 
 
 @asynccontextmanager
@@ -212,10 +268,11 @@ def build_pipeline(
     *,
     wall_clock: WallClock = utc_now,
 ) -> Pipeline:
-    """validate → anonymize → contract → `sink`, each step handed the next; the contract
-    stage's time checks judge against `wall_clock` (a backfill fixes it to one instant)."""
+    """source check → validate → anonymize → contract → `sink`, each step handed the next;
+    the contract stage's time checks judge against `wall_clock` (a backfill fixes it to one
+    instant)."""
     contract = CheckContract(checker, sink, wall_clock=wall_clock)
-    head = Validate(settings.limits, anonymizer, Anonymize(anonymizer, contract))
+    head = CheckSource(Validate(settings.limits, anonymizer, Anonymize(anonymizer, contract)))
     return Pipeline(head, ack_timeout_s=settings.batch.ack_timeout_s)
 
 

@@ -14,7 +14,7 @@ import re
 import shutil
 import tempfile
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -66,11 +66,52 @@ def _without_password(url: str) -> str:
 async def admin_url() -> str:
     url = os.environ.get("SLUICE_TEST_ADMIN_DATABASE_URL", DEFAULT_ADMIN_URL)
     if await reachable(url):
+        _SERVERS_USED.add(url)
         return url
     if in_ci():
         pytest.fail(f"PostgreSQL is unreachable at {url}; under CI=true that is a failure")
     embedded = start_embedded(str(PROJECT_ROOT / ".data" / "test-postgres"), keep_running=True)
-    return embedded.replace("/sluice?", "/postgres?", 1)
+    server = embedded.replace("/sluice?", "/postgres?", 1)
+    _SERVERS_USED.add(server)
+    return server
+
+
+ROLE_KINDS = ("owner", "writer", "maintainer", "eraser", "analyst")
+
+
+# The servers this session reached: where its roles are dropped at the end.
+_SERVERS_USED: set[str] = set()
+
+
+@pytest.fixture(scope="session", autouse=True)
+async def session_roles() -> AsyncIterator[dict[str, str]]:
+    """Database role names of this session's own: roles are cluster-wide, and sessions of
+    several worktrees share the server. Set in the environment so every migration, in
+    this process or a child, grants these; dropped when the session ends from every
+    server it used (none for a run of unit tests)."""
+    tag = uuid.uuid4().hex[:8]
+    names = {kind: f"sluice_t{tag}_{kind}" for kind in ROLE_KINDS}
+    saved = {kind: os.environ.get(f"SLUICE_DB_ROLE_{kind.upper()}") for kind in ROLE_KINDS}
+    os.environ.update({f"SLUICE_DB_ROLE_{kind.upper()}": name for kind, name in names.items()})
+    try:
+        yield names
+    finally:
+        for kind, value in saved.items():
+            os.environ.pop(f"SLUICE_DB_ROLE_{kind.upper()}", None)
+            if value is not None:
+                os.environ[f"SLUICE_DB_ROLE_{kind.upper()}"] = value
+        for server in _SERVERS_USED:
+            await drop_roles(server, names.values())
+
+
+async def drop_roles(admin_url: str, names: Iterable[str]) -> None:
+    """Drop roles whose databases are gone (members first: the maintainer holds the owner)."""
+    admin = await asyncpg.connect(admin_url)
+    try:
+        for name in names:
+            await admin.execute(f'DROP ROLE IF EXISTS "{name}"')
+    finally:
+        await admin.close()
 
 
 @pytest.fixture(scope="session")

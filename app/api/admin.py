@@ -1,6 +1,7 @@
 """Admin endpoints for the data subject's rights: erasure, suppression, access.
 
-Guarded by a bearer token (`SLUICE_ADMIN_TOKEN`); with none configured they answer 401.
+Guarded by API keys (`app.api.security`): `admin:read` for reads, `admin:write` for
+erasure and unsuppress; `SLUICE_ADMIN_TOKEN`, if set, still works as a key holding both.
 Raw subject identifiers arrive here (over TLS, from the controller) and are turned into
 pseudonyms at once; they are never logged (the access log records route templates, not
 paths), stored, or echoed back.
@@ -8,16 +9,16 @@ paths), stored, or echoed back.
 
 from __future__ import annotations
 
-import hmac
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Path, Query
+from fastapi import APIRouter, Depends, Path, Query
 from pydantic import AfterValidator, BaseModel, Field, StringConstraints
 
 from app.api.dependencies import Services, ServicesDep
 from app.api.problems import PROBLEM_JSON
+from app.api.security import admin_key
 from app.clock import utc_now
-from app.errors import ErrorCode, RequestRejected, Unauthorized
+from app.errors import ErrorCode, RequestRejected
 from app.storage.subjects import SubjectPseudonyms
 
 
@@ -44,29 +45,16 @@ Requester = Annotated[
 ]
 
 
-async def require_admin(
-    services: ServicesDep, authorization: Annotated[str | None, Header()] = None
-) -> None:
-    expected = services.settings.admin_token
-    scheme, _, token = (authorization or "").partition(" ")
-    if (
-        expected is None
-        or scheme.lower() != "bearer"
-        or not hmac.compare_digest(token.encode(), expected.get_secret_value().encode())
-    ):
-        raise Unauthorized()
-
-
 _PROBLEM = {"description": "problem", "content": {PROBLEM_JSON: {}}}
 
 
 def admin_router(tag: str) -> APIRouter:
-    """A router under `/admin`, every route behind the admin bearer token."""
+    """A router under `/admin`, every route behind an admin-scoped key."""
     return APIRouter(
         prefix="/admin",
         tags=[tag],
-        dependencies=[Depends(require_admin)],
-        responses={400: _PROBLEM, 401: _PROBLEM, 422: _PROBLEM, 503: _PROBLEM},
+        dependencies=[Depends(admin_key)],
+        responses=dict.fromkeys((400, 401, 403, 422, 429, 503), _PROBLEM),
     )
 
 

@@ -7,6 +7,8 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from app.auth.ratelimit import RateLimiter
+from app.auth.store import KeyStore
 from app.broker import BrokerStatus
 from app.config import Settings
 from app.contracts.checker import ContractChecker
@@ -18,6 +20,7 @@ from app.pipeline.replay import Replayer
 from app.privacy.keyring import Keyring
 from app.sources.oidc import PushAuthenticator
 from app.storage.breaker import DatabaseBreaker
+from app.storage.keys import AuditRepository
 from app.storage.quality import QualityRepository
 from app.storage.quarantine import QuarantineRepository
 from app.storage.repository import EventRepository
@@ -42,6 +45,9 @@ class Services:
     broker: BrokerStatus | None = None  # the consumer; the link in broker-backed HTTP mode
     breaker: DatabaseBreaker | None = None  # the circuit breaker around PostgreSQL
     drain: Drain | None = None  # the web process's SIGTERM drain (readiness fails first)
+    keys: KeyStore | None = None  # None: no credential is valid (every guarded route 401s)
+    rate_limiter: RateLimiter | None = None
+    audit: AuditRepository | None = None
 
 
 async def get_services(request: Request) -> Services:

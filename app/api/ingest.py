@@ -3,7 +3,9 @@
 Status: 200 when no event was rejected (`quarantined` is not a rejection: the event is
 kept for replay); 207 when some were; 422 when every event was; 202 with `?ack=enqueued`
 (or `Prefer: respond-async`), and always in broker-backed mode (`SLUICE_HTTP_ACK=broker`:
-after RabbitMQ confirmed the anonymized events); 400/413/415/422 for an unusable request;
+after RabbitMQ confirmed the anonymized events); 400/408/413/415/422 for an unusable
+request; 401 without a valid key when ingest needs one; an event whose `source` the key
+may not write is rejected as `auth.source_not_allowed` (207), and 403 if every event was;
 429/503 with `Retry-After` when the events cannot be taken now. A 2xx other
 than 202 is sent only after every event it reports as stored or duplicate is committed.
 """
@@ -20,6 +22,7 @@ from pydantic import BaseModel
 from app.api.body import read_limited_body
 from app.api.dependencies import ServicesDep
 from app.api.problems import PROBLEM_JSON
+from app.api.security import IngestKey
 from app.config import HttpAck
 from app.errors import ErrorCode
 from app.model.events import Transport
@@ -113,6 +116,9 @@ _REQUEST_BODY = {
         207: {"model": IngestResponseModel, "description": "some events were rejected"},
         400: _PROBLEM,
         413: _PROBLEM,
+        401: _PROBLEM,
+        403: {"description": "every event's source is one the key may not write"},
+        408: _PROBLEM,
         415: _PROBLEM,
         422: {"description": "every event was rejected, or the request is unusable"},
         429: _PROBLEM,
@@ -123,19 +129,22 @@ _REQUEST_BODY = {
 async def ingest(
     request: Request,
     services: ServicesDep,
+    key: IngestKey,
     ack: Annotated[AckMode, Query(description="`enqueued`: answer 202 once buffered")] = (
         AckMode.COMMITTED
     ),
     prefer: Annotated[str | None, Header()] = None,
 ) -> Response:
     limits = services.settings.limits
-    body = await read_limited_body(request, limits.max_body_bytes)
+    body = await read_limited_body(request, limits.max_body_bytes, timeout_s=limits.body_timeout_s)
     candidates = HttpDecoder(limits).decode(HttpRequest(request.headers, body))
     if services.settings.http_ack is HttpAck.BROKER or (
         prefer is not None and "respond-async" in prefer.lower()
     ):  # 202 once RabbitMQ confirmed
         ack = AckMode.ENQUEUED
-    report = await services.pipeline.ingest(candidates, transport=Transport.HTTP, ack=ack)
+    report = await services.pipeline.ingest(
+        candidates, transport=Transport.HTTP, ack=ack, sources=key.sources if key else None
+    )
     return Response(
         orjson.dumps(render_report(report)),
         status_code=status_for(report, ack),
@@ -146,10 +155,17 @@ async def ingest(
 def status_for(report: IngestReport, ack: AckMode) -> int:
     rejected = report.count(Outcome.REJECTED)
     if report.results and rejected == len(report.results):
-        return 422
+        return 403 if _all_forbidden(report) else 422
     if ack is AckMode.ENQUEUED:
         return 202
     return 207 if rejected else 200
+
+
+def _all_forbidden(report: IngestReport) -> bool:
+    return all(
+        r.rejection is not None and r.rejection.code is ErrorCode.SOURCE_NOT_ALLOWED
+        for r in report.results
+    )
 
 
 def render_report(report: IngestReport) -> dict[str, Any]:

@@ -8,6 +8,9 @@
   (the consumer process; the web process in broker-backed HTTP mode); failing it takes
   the pod out of the load balancer;
 - `/health`: both, with each component's detail, for humans and dashboards.
+
+Probes are always open; `/metrics` needs a key with the `metrics` scope when
+`SLUICE_AUTH_METRICS=key`.
 """
 
 from __future__ import annotations
@@ -16,10 +19,11 @@ import asyncio
 from typing import Any
 
 import orjson
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 from fastapi.responses import Response
 
 from app.api.dependencies import Services, ServicesDep
+from app.api.security import metrics_key
 from app.broker import BrokerStatus
 from app.errors import SluiceError
 from app.observability import metrics
@@ -95,7 +99,8 @@ async def health(services: ServicesDep) -> Response:
 @router.get(
     "/metrics",
     summary="Prometheus metrics (classic text exposition format)",
-    responses={200: {"content": {"text/plain": {}}}},
+    responses={200: {"content": {"text/plain": {}}}, 401: {}, 403: {}, 429: {}},
+    dependencies=[Depends(metrics_key)],
 )
 async def prometheus_metrics() -> Response:
     body, content_type = metrics.exposition()

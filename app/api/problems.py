@@ -50,7 +50,13 @@ def problem(
 
 def problem_for(error: SluiceError) -> Response:
     retry_after = error.retry_after_s if isinstance(error, Retryable) else None
-    return problem(error.code, error.message, field=error.field, retry_after_s=retry_after)
+    return problem(
+        error.code,
+        error.message,
+        field=error.field,
+        retry_after_s=retry_after,
+        headers=error.headers,
+    )
 
 
 async def _sluice_error(_: Request, exc: Exception) -> Response:

@@ -49,7 +49,10 @@ def pubsub_router(settings: Settings) -> APIRouter | None:
     )
     async def push(request: Request, services: ServicesDep) -> Response:
         await services.push_authenticator.verify(request.headers.get("authorization"))
-        body = await read_limited_body(request, services.settings.limits.max_body_bytes)
+        limits = services.settings.limits
+        body = await read_limited_body(
+            request, limits.max_body_bytes, timeout_s=limits.body_timeout_s
+        )
         candidates = decoder.decode(HttpRequest(request.headers, body))
         await services.pipeline.ingest(
             candidates, transport=Transport.PUBSUB, ack=AckMode.COMMITTED

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from app.auth.keys import SourcePatterns
 from app.clock import MonotonicClock, monotonic
 from app.model.events import Candidate, Transport
 from app.model.outcomes import IngestReport
@@ -38,12 +39,20 @@ class Pipeline:
         await self._head.submit(message)
 
     async def ingest(
-        self, candidates: Sequence[Candidate], *, transport: Transport, ack: AckMode
+        self,
+        candidates: Sequence[Candidate],
+        *,
+        transport: Transport,
+        ack: AckMode,
+        sources: SourcePatterns | None = None,
     ) -> IngestReport:
-        """The answer per candidate, in order. Raises `BufferFull`/`ShuttingDown`/
-        `BrokerUnavailable` before anything is taken, or `StorageUnavailable` when the
-        commit did not happen in time."""
-        ticket = Ticket.for_candidates(candidates, transport, deadline=self._deadline(), ack=ack)
+        """The answer per candidate, in order; an event whose source is not among
+        `sources` (the sender's key's, when it has a list) is rejected. Raises
+        `BufferFull`/`ShuttingDown`/`BrokerUnavailable` before anything is taken, or
+        `StorageUnavailable` when the commit did not happen in time."""
+        ticket = Ticket.for_candidates(
+            candidates, transport, deadline=self._deadline(), ack=ack, sources=sources
+        )
         await self._head.submit(Message.of(ticket, list(candidates)))
         return await ticket.report(self._ack_timeout_s + _WAIT_GRACE_S)
 

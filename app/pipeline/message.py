@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Generic, Protocol, TypeVar
 
+from app.auth.keys import SourcePatterns
 from app.errors import Retryable
 from app.model.events import Candidate, Transport, Writable
 from app.model.outcomes import (
@@ -73,6 +74,7 @@ class Ticket:
         "_violations",
         "ack",
         "deadline",
+        "sources",
         "transport",
     )
 
@@ -83,10 +85,13 @@ class Ticket:
         *,
         deadline: float,
         ack: AckMode = AckMode.COMMITTED,
+        sources: SourcePatterns | None = None,
     ) -> None:
         self.transport = transport
         self.deadline = deadline
         self.ack = ack
+        # The sources the sender's API key may write; None: any (no key, or unrestricted).
+        self.sources = sources
         self._identities = identities
         self._rejections: list[Rejection | None] = [None] * len(identities)
         self._violations: dict[int, tuple[Violation, ...]] = {}
@@ -105,8 +110,10 @@ class Ticket:
         *,
         deadline: float,
         ack: AckMode = AckMode.COMMITTED,
+        sources: SourcePatterns | None = None,
     ) -> Ticket:
-        return cls([_identity(c) for c in candidates], transport, deadline=deadline, ack=ack)
+        identities = [_identity(c) for c in candidates]
+        return cls(identities, transport, deadline=deadline, ack=ack, sources=sources)
 
     def received(self, count: int) -> None:
         """The first step got `count` events (counted once a sink takes them; a message

@@ -85,12 +85,12 @@ class AmqpDecoder:
         if attributes:
             if message.content_type:
                 attributes["datacontenttype"] = message.content_type
-            data = binary_data(media, message.body)
+            data = binary_data(media, message.body, self.limits)
             return Candidate(raw=attributes, transport=Transport.AMQP, binary_data=data)
         if media == STRUCTURED:
-            return structured(parse_json(message.body), message.body, Transport.AMQP)
+            return structured(parse_json(message.body, self.limits), message.body, Transport.AMQP)
         # A declared JSON type must parse; an undeclared one is JSON if it happens to parse.
-        document = parse_json(message.body) if is_json_media_type(media) else None
+        document = parse_json(message.body, self.limits) if is_json_media_type(media) else None
         if not media:
             document = json_or_none(message.body)
         if isinstance(document, dict) and "specversion" in document:

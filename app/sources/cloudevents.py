@@ -17,6 +17,7 @@ from typing import Any, Protocol, TypeVar
 
 import orjson
 
+from app.config import LimitSettings
 from app.errors import ErrorCode, RequestRejected
 from app.model.events import BinaryData, Candidate, Transport
 from app.model.outcomes import Rejection
@@ -45,15 +46,39 @@ def is_json_media_type(media: str) -> bool:
     return media == JSON or media.endswith("+json")
 
 
-def parse_json(body: bytes) -> Any:
+def parse_json(body: bytes, limits: LimitSettings | None = None) -> Any:
+    """The parsed body; with `limits`, refused (`request.json_too_complex`) when an object
+    in it holds more than `max_json_object_keys` members: every later stage walks what
+    this returns. (Depth: orjson refuses past 1024 levels, validation past 254.)"""
     try:
-        return orjson.loads(body)
+        document = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise RequestRejected(
             f"body is not valid JSON: {exc.msg} at position {exc.pos}",
             code=ErrorCode.MALFORMED_JSON,
             field="body",
         ) from None
+    if limits is not None:
+        _check_width(document, limits.max_json_object_keys)
+    return document
+
+
+def _check_width(document: Any, max_keys: int) -> None:
+    """Iterative, so no document can exhaust the stack here either."""
+    pending: list[Any] = [document] if isinstance(document, dict | list) else []
+    while pending:
+        value = pending.pop()
+        if isinstance(value, dict):
+            if len(value) > max_keys:
+                raise _too_complex(f"a JSON object has more than {max_keys} members")
+            children: Any = value.values()
+        else:
+            children = value
+        pending.extend(child for child in children if isinstance(child, dict | list))
+
+
+def _too_complex(message: str) -> RequestRejected:
+    return RequestRejected(message, code=ErrorCode.JSON_TOO_COMPLEX, field="body")
 
 
 def json_or_none(data: bytes) -> Any:
@@ -74,7 +99,7 @@ def is_text_media_type(media: str) -> bool:
 _TEXT_TYPES = frozenset({"application/xml", "application/yaml", "application/x-yaml"})
 
 
-def binary_data(media: str, body: bytes) -> BinaryData:
+def binary_data(media: str, body: bytes, limits: LimitSettings | None = None) -> BinaryData:
     """`data` of a binary-mode event, typed by its media type: JSON parsed, text kept,
     anything else base64. Raises `RequestRejected` for JSON that does not parse.
 
@@ -84,7 +109,7 @@ def binary_data(media: str, body: bytes) -> BinaryData:
     if not body:
         return BinaryData(value=None, is_base64=False, size=0)
     if is_json_media_type(media):
-        return json_data(parse_json(body), body)
+        return json_data(parse_json(body, limits), body)
     if not media:
         document = json_or_none(body)
         if document is not None:

@@ -63,7 +63,7 @@ class HttpDecoder:
         )
 
     def _structured(self, media: str, body: bytes) -> list[Candidate]:
-        document = parse_json(body)
+        document = parse_json(body, self.limits)
         if media == STRUCTURED and not isinstance(document, dict):
             raise _not_an_event(f"{STRUCTURED} must hold one JSON object")
         if media == BATCH and not isinstance(document, list):
@@ -95,7 +95,9 @@ class HttpDecoder:
         if media:
             attributes["datacontenttype"] = headers["content-type"]
         return Candidate(
-            raw=attributes, transport=self.transport, binary_data=binary_data(media, body)
+            raw=attributes,
+            transport=self.transport,
+            binary_data=binary_data(media, body, self.limits),
         )
 
 

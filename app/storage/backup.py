@@ -24,7 +24,7 @@ import asyncio
 import hashlib
 import os
 import shutil
-import subprocess
+import subprocess  # nosec B404 - pg_dump and pg_restore, with argument lists we build
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -69,7 +69,7 @@ def pg_tool(name: str) -> str:
     """The PostgreSQL client program `name`: from `pg_config --bindir`, else from PATH."""
     pg_config = shutil.which("pg_config")
     if pg_config is not None:
-        bindir = subprocess.run(  # noqa: S603 - the machine's pg_config, no input of ours
+        bindir = subprocess.run(  # noqa: S603  # nosec B603 - the machine's pg_config, no input of ours
             [pg_config, "--bindir"], capture_output=True, text=True, check=False
         ).stdout.strip()
         candidate = Path(bindir) / name
@@ -88,7 +88,7 @@ def _libpq_url(url: str) -> str:
 def _run(argv: list[str]) -> None:
     # PGCONNECT_TIMEOUT: a tool pointed at a dead host fails instead of hanging.
     env = {**os.environ, "PGCONNECT_TIMEOUT": os.environ.get("PGCONNECT_TIMEOUT", "10")}
-    done = subprocess.run(argv, capture_output=True, text=True, env=env, check=False)  # noqa: S603
+    done = subprocess.run(argv, capture_output=True, text=True, env=env, check=False)  # noqa: S603  # nosec B603 - our argv, no shell
     if done.returncode != 0:
         tool = Path(argv[0]).name
         raise BackupError(f"{tool} failed ({done.returncode}): {done.stderr.strip()[-2000:]}")

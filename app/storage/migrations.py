@@ -10,6 +10,8 @@ from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 
+from app.config import DatabaseRoleSettings
+
 _SOURCE_TREE = Path(__file__).resolve().parents[2]
 # In the source tree (and the image) alembic.ini, migrations/ and gunicorn.conf.py sit beside
 # app/; an installed wheel carries them as data files under <prefix>/share/sluice.
@@ -44,10 +46,20 @@ def head_revision() -> str | None:
     return ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
-def upgrade(database_url: str, revision: str = "head") -> None:
+def _with_roles(config: Config, roles: DatabaseRoleSettings | None) -> Config:
+    if roles is not None:  # otherwise the migration reads SLUICE_DB_ROLE_*
+        config.attributes["roles"] = roles
+    return config
+
+
+def upgrade(
+    database_url: str, revision: str = "head", *, roles: DatabaseRoleSettings | None = None
+) -> None:
     """Blocking (Alembic runs its own event loop): call it from a thread in async code."""
-    command.upgrade(alembic_config(database_url), revision)
+    command.upgrade(_with_roles(alembic_config(database_url), roles), revision)
 
 
-def downgrade(database_url: str, revision: str) -> None:
-    command.downgrade(alembic_config(database_url), revision)
+def downgrade(
+    database_url: str, revision: str, *, roles: DatabaseRoleSettings | None = None
+) -> None:
+    command.downgrade(_with_roles(alembic_config(database_url), roles), revision)

@@ -35,14 +35,14 @@ FROM quarantine
 WHERE {_MATCHING} AND ($7::bigint IS NULL OR quarantine_id < $7)
 ORDER BY quarantine_id DESC
 LIMIT $8
-"""  # noqa: S608 - a constant, no input in it
+"""  # noqa: S608 - a constant, no input in it # nosec B608
 _REPLAYABLE = f"""
 SELECT quarantine_id, received_at, transport, event::text AS event, data::text AS data
 FROM quarantine
 WHERE {_MATCHING} AND quarantine_id > $7
 ORDER BY quarantine_id
 LIMIT $8
-"""  # noqa: S608 - a constant, no input in it
+"""  # noqa: S608 - a constant, no input in it # nosec B608
 
 
 @dataclass(frozen=True, slots=True)

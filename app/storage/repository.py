@@ -248,7 +248,7 @@ class EventRepository:
         with mapped_errors(f"trim {table}"):
             while True:
                 status = await self._pool.execute(
-                    f"DELETE FROM {table} WHERE ctid = ANY(ARRAY("  # noqa: S608 - fixed names
+                    f"DELETE FROM {table} WHERE ctid = ANY(ARRAY("  # noqa: S608 - fixed names # nosec B608
                     f"SELECT ctid FROM {table} WHERE {column} < $1 LIMIT $2))",
                     older_than,
                     chunk,

@@ -15,19 +15,29 @@ from tests.support import PROJECT_ROOT
 def _readme_synopses() -> dict[str, str]:
     readme = (PROJECT_ROOT / "README.md").read_text()
     block = readme.split("## Commands", 1)[1].split("```text", 1)[1].split("```", 1)[0]
+    nested = {name for name, sub in _subparsers(cli._parser()).items() if _subparsers(sub)}
     synopses = {}
     for line in block.splitlines():
         if line.startswith("python -m app "):
             words = line.split("#", 1)[0].split()[3:]
-            command = words[0]
-            synopses[command] = " ".join(words[1:])
+            depth = 2 if words[0] in nested else 1  # `keys create NAME …`
+            synopses[" ".join(words[:depth])] = " ".join(words[depth:])
     return synopses
 
 
-def _subparsers() -> dict[str, argparse.ArgumentParser]:
-    parser = cli._parser()
-    [action] = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
-    return dict(action.choices)
+def _subparsers(
+    parser: argparse.ArgumentParser | None = None,
+) -> dict[str, argparse.ArgumentParser]:
+    """Every (sub)command's parser by its words: `serve`, `keys create`, …"""
+    top = parser is None
+    parser = parser or cli._parser()
+    actions = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    found: dict[str, argparse.ArgumentParser] = {}
+    for action in actions:
+        for name, sub in action.choices.items():
+            inner = _subparsers(sub) if top else {}
+            found.update({f"{name} {word}": p for word, p in inner.items()} or {name: sub})
+    return found
 
 
 def _offered(sub: argparse.ArgumentParser) -> set[str]:
@@ -48,7 +58,10 @@ def _offered(sub: argparse.ArgumentParser) -> set[str]:
 
 
 def _written(synopsis: str) -> set[str]:
-    return {part.strip("[] ") for part in re.findall(r"\[[^\]]+\]|[^\s\[\]]+", synopsis)}
+    return {
+        part.strip("[] ")
+        for part in re.findall(r"\[[^\]]+\]|--?[\w-]+(?: [A-Z][A-Z_]*)?|[^\s\[\]]+", synopsis)
+    }
 
 
 def test_the_readme_names_every_command() -> None:
