@@ -32,9 +32,11 @@ from app.clock import utc_now
 from app.config import DEVELOPMENT_PSEUDONYM_KEY, HttpAck, Settings
 from app.consumer import Consumer, DeliveryDecoder
 from app.contracts.checker import ContractChecker
-from app.model.events import AnonymizedEvent
+from app.model.events import AnonymizedEvent, Candidate, CloudEvent
+from app.observability import metrics, tracing
 from app.observability.access_log import AccessLogMiddleware
 from app.observability.logging import configure_logging
+from app.observability.tracing import Traced
 from app.pipeline.anonymize import Anonymizer
 from app.pipeline.batcher import Batcher
 from app.pipeline.forwarding import ForwardedDecoder
@@ -80,6 +82,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if push is not None:
         app.include_router(push)
     app.include_router(operations.router)
+    tracing.instrument_app(app)
+    tracing.known_paths([getattr(route, "path", "") for route in app.routes])
     return app
 
 
@@ -155,6 +159,7 @@ async def pipeline(settings: Settings) -> AsyncIterator[Services]:
                 run_periodically(repository, settings.db, settings.retention, utc_now)
             ),
             asyncio.create_task(recorder.run(settings.quality.flush_interval_s, quarantined)),
+            asyncio.create_task(metrics.sample_pool(pool)),
         ]
         try:
             yield services
@@ -201,9 +206,19 @@ def build_pipeline(
     checker: ContractChecker,
     sink: Step[AnonymizedEvent],
 ) -> Pipeline:
-    """validate → anonymize → contract → `sink`, each step handed the next."""
-    contract = CheckContract(checker, sink)
-    head = Validate(settings.limits, anonymizer, Anonymize(anonymizer, contract))
+    """validate → anonymize → contract → `sink`, each step handed the next; with tracing on,
+    each wrapped in a span (`Traced`), the head remembering the request span."""
+    if tracing.enabled():
+        sink = Traced(sink, "buffer" if isinstance(sink, Buffer) else "forward")
+    contract: Step[AnonymizedEvent] = CheckContract(checker, sink)
+    if tracing.enabled():
+        contract = Traced(contract, "contract")
+    anonymize: Step[CloudEvent] = Anonymize(anonymizer, contract)
+    if tracing.enabled():
+        anonymize = Traced(anonymize, "anonymize")
+    head: Step[Candidate] = Validate(settings.limits, anonymizer, anonymize)
+    if tracing.enabled():
+        head = Traced(head, "validate", request=True)
     return Pipeline(head, ack_timeout_s=settings.batch.ack_timeout_s)
 
 
@@ -215,6 +230,7 @@ def create_consumer_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     install_problem_handlers(app)
     app.include_router(operations.router)
+    tracing.instrument_app(app)
     return app
 
 
@@ -255,10 +271,12 @@ def create_app_from_environment() -> FastAPI:
     """The factory uvicorn and gunicorn import; configures logging first."""
     settings = Settings()
     configure_logging(settings.log_level)
+    tracing.configure_from_environment()  # under gunicorn, `post_fork` did it already
     return create_app(settings)
 
 
 def create_consumer_app_from_environment() -> FastAPI:
     settings = Settings()
     configure_logging(settings.log_level)
+    tracing.configure_from_environment()
     return create_consumer_app(settings)

@@ -18,6 +18,7 @@ from app.api.dependencies import Services, ServicesDep
 from app.api.problems import PROBLEM_JSON
 from app.clock import utc_now
 from app.errors import ErrorCode, RequestRejected, Unauthorized
+from app.observability import metrics
 from app.storage.subjects import SubjectPseudonyms
 
 
@@ -113,6 +114,7 @@ def _pseudonyms(services: Services, subject: str) -> SubjectPseudonyms:
 async def erase(body: SubjectsRequest, services: ServicesDep) -> ErasureResponse:
     subjects = [_pseudonyms(services, subject) for subject in body.subjects]
     counts = await services.subjects.erase(subjects, requester=body.requester, now=utc_now())
+    metrics.ERASURES.inc(len(counts))
     return ErasureResponse(
         events_deleted=sum(c.events_deleted for c in counts),
         quarantine_deleted=sum(c.quarantine_deleted for c in counts),
