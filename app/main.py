@@ -83,7 +83,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(push)
     app.include_router(operations.router)
     tracing.instrument_app(app)
-    tracing.known_paths([getattr(route, "path", "") for route in app.routes])
     return app
 
 

@@ -45,7 +45,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.resources import OTELResourceDetector, Resource
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
 from opentelemetry.trace import Link, Span, SpanKind, Status, Tracer
@@ -328,12 +328,13 @@ def _resource() -> Resource:
         "service.version": version("sluice"),
         "process.pid": os.getpid(),
     }
-    return Resource.create(defaults)  # OTEL_SERVICE_NAME / OTEL_RESOURCE_ATTRIBUTES win
+    # OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES win over the defaults.
+    return Resource.create(defaults).merge(OTELResourceDetector().detect())
 
 
 def _under_ddtrace() -> bool:
     otel_enabled = os.environ.get("DD_TRACE_OTEL_ENABLED", "").lower() in {"1", "true"}
-    return otel_enabled and "ddtrace.auto" in sys.modules
+    return otel_enabled and "ddtrace" in sys.modules  # ddtrace-run loaded it first
 
 
 def _use_global_provider() -> None:
@@ -346,6 +347,9 @@ def _use_global_provider() -> None:
 
 _DD_UNSAFE_TAGS = (
     "http.url",
+    "url.path",
+    "url.query",
+    "url.full",
     "http.query.string",
     "http.useragent",
     "http.client_ip",
@@ -365,27 +369,9 @@ class _DatadogScrubber:
 
     def process_trace(self, spans: list[Any]) -> list[Any]:
         for dd_span in spans:
-            for key in list(dd_span.get_tags()):
-                if key.startswith(_DD_UNSAFE_TAGS):
-                    dd_span._meta.pop(key, None)
-            if dd_span.name in {"fastapi.request", "asgi.request"} and dd_span.resource:
-                dd_span.resource = _route_only(dd_span.resource)
+            for key in [k for k in dd_span.get_tags() if k.startswith(_DD_UNSAFE_TAGS)]:
+                dd_span.remove_tag(key)
         return spans
-
-
-def _route_only(resource: str) -> str:
-    """`GET /nowhere/raw-value` (an unmatched path) becomes `GET`; templates stay."""
-    method, _, path = resource.partition(" ")
-    return resource if "{" in path or path in _KNOWN_PATHS else method
-
-
-_KNOWN_PATHS: set[str] = set()
-
-
-def known_paths(paths: Sequence[str]) -> None:
-    """The app's route templates (set at start-up): a Datadog resource that is none of
-    them is a raw path, reduced to its method."""
-    _KNOWN_PATHS.update(paths)
 
 
 def _install_datadog_scrubber() -> None:
