@@ -17,6 +17,7 @@ from bench.copy_ceiling import measure_copy
 from bench.load import LoadPlan, LoadRun, Tally
 from bench.report import Result, cpu_figures, percentile, render, write_json
 from bench.server import Service, running_service
+from bench.tracing import TracingCost, measure, otlp_receiver
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -40,6 +41,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--consumers", type=int, default=0, help="consumer processes (0: as many as --workers)"
+    )
+    parser.add_argument(
+        "--tracing-duration",
+        type=float,
+        default=8.0,
+        help="measured seconds per tracing setting: off, 100 %% and 10 %% sampling (0: skip)",
     )
     return parser
 
@@ -119,6 +126,7 @@ def _run(args: argparse.Namespace) -> Result:
                 print(f"bench: service log (tail):\n{service.log_tail()}", file=sys.stderr)
         db_events = database.count_events(url)
         consumer = _consume(args, url)
+        tracing_cost = _tracing(args, url)
     latencies = tally.latencies_s
     return Result(
         events_per_s=tally.window_events / args.duration,
@@ -150,6 +158,7 @@ def _run(args: argparse.Namespace) -> Result:
         consumer_messages=consumer.messages if consumer else 0,
         consumer_stored=consumer.stored if consumer else 0,
         consumer_events_per_s=consumer.events_per_s if consumer else None,
+        tracing_events_per_s=tracing_cost.events_per_s if tracing_cost else None,
     )
 
 
@@ -171,6 +180,24 @@ def _consume(args: argparse.Namespace, url: str) -> ConsumerRun | None:
         processes=processes,
         run_tag=uuid.uuid4().hex[:8],
     )
+
+
+def _tracing(args: argparse.Namespace, url: str) -> TracingCost | None:
+    if args.tracing_duration <= 0:
+        return None
+    short = argparse.Namespace(**{**vars(args), "duration": args.tracing_duration})
+
+    def run(extra_env: dict[str, str]) -> float:
+        with running_service(url, workers=args.workers, extra_env=extra_env) as service:
+            tally, _, _ = _load(short, service)
+        return tally.window_events / short.duration
+
+    with otlp_receiver() as endpoint:
+        if endpoint is None:
+            print("bench: no OTLP receiver (make tools-observability); no tracing figure")
+            return None
+        print(f"bench: tracing off / 100 % / 10 %, {args.tracing_duration:g} s each", flush=True)
+        return measure(run, endpoint)
 
 
 def _terminate(signum: int, _: object) -> NoReturn:

@@ -55,6 +55,8 @@ class Result:
     consumer_messages: int = 0
     consumer_stored: int = 0
     consumer_events_per_s: float | None = None
+    # Events/s of the short tracing runs, by setting: off, 100%, 10% (OTLP to a local receiver).
+    tracing_events_per_s: dict[str, float] | None = None
 
     def _per_event_us(self, stage_s: float | None) -> float | None:
         if stage_s is None or self.events_per_s <= 0:
@@ -157,6 +159,7 @@ def render(result: Result) -> str:
         f"({setup['copy_rows']:,} rows, one stream)",
         f"ratio          {result.ratio:.3f}   (required: ≥ {result.min_ratio})",
         *_consumer_lines(result),
+        *_tracing_lines(result),
         f"verified       {result.acked_events:,} events acknowledged as stored, "
         f"{result.db_events:,} rows in events",
     ]
@@ -203,6 +206,19 @@ def _consumer_lines(result: Result) -> list[str]:
         f"               ratio {result.consumer_events_per_s / ceiling:.3f} to COPY, "
         f"{result.consumer_events_per_s / (result.events_per_s or math.nan):.2f} of HTTP",
     ]
+
+
+def _tracing_lines(result: Result) -> list[str]:
+    figures = result.tracing_events_per_s
+    if not figures or not figures.get("off"):
+        return []
+    off = figures["off"]
+    costs = "   ".join(
+        f"{name} {rate:,.0f} ({100 * (off - rate) / off:+.1f} % cost)"
+        for name, rate in figures.items()
+        if name != "off"
+    )
+    return [f"tracing        off {off:,.0f} events/s   sampled {costs}"]
 
 
 def write_json(result: Result) -> tuple[Path, str]:

@@ -3,9 +3,10 @@
 Events carrying known personal data in every place an event can carry it (subject,
 extension attributes, nested `data`, arrays, free text, binary mode, malformed events
 that end in quarantine, the admin endpoints' own inputs) go through a real service
-process. Then a `pg_dump` of its whole database, everything the process logged and its
-`/metrics` and every span it exported over OTLP are searched for every planted value: there must be no hit. Once with the
-shipped policy (denylist), once with the same rules in allowlist mode.
+process. Then a `pg_dump` of its whole database, everything the process logged, its
+`/metrics` and every span it exported over OTLP (into a real receiver) are searched for
+every planted value: there must be no hit. Once with the shipped policy (denylist), once
+with the same rules in allowlist mode.
 """
 
 from __future__ import annotations

@@ -91,7 +91,8 @@ def _wait(predicate: Any, timeout_s: float) -> None:
 def _query(url: str, expr: str) -> dict[str, Any]:
     response = httpx.get(f"{url}/api/v1/query", params={"query": expr})
     body: dict[str, Any] = response.json()
-    assert response.status_code == 200 and body["status"] == "success", (expr, body)
+    assert response.status_code == 200, (expr, body)
+    assert body["status"] == "success", (expr, body)
     return body["data"]
 
 
