@@ -12,12 +12,8 @@
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import httpx
@@ -25,13 +21,10 @@ import orjson
 
 from tests.observability.agents import TraceAgent, require, trace_agent
 from tests.support import (
-    PROJECT_ROOT,
-    free_port,
     make_event,
     read_log,
     served,
     unique_source,
-    wait_until_healthy,
 )
 
 REMOTE_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -114,42 +107,6 @@ def test_otlp_export_from_gunicorn_workers(database_url: str) -> None:
     assert all(line["dd.trace_id"] == str(int(REMOTE_TRACE, 16) & (2**64 - 1)) for line in access)
 
 
-@contextmanager
-def _ddtrace_served(env: dict[str, str], log: Any) -> Iterator[str]:
-    port = free_port()
-    ddtrace_run = os.path.join(os.path.dirname(sys.executable), "ddtrace-run")
-    process = subprocess.Popen(  # noqa: S603 - ddtrace-run around our own CLI
-        [
-            require(ddtrace_run, "ddtrace-run"),
-            sys.executable,
-            "-m",
-            "app",
-            "serve",
-            "--port",
-            str(port),
-        ],
-        cwd=PROJECT_ROOT,
-        env={
-            **os.environ,
-            "PATH": f"{os.path.dirname(sys.executable)}:{os.environ['PATH']}",
-            **env,
-        },
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    base_url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_healthy(base_url, process, 60, log)
-        yield base_url
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
 def test_ddtrace_run_reports_to_the_datadog_agent(database_url: str) -> None:
     source = unique_source("ddtrace")
     with trace_agent() as agent, tempfile.TemporaryFile() as log:
@@ -166,7 +123,10 @@ def test_ddtrace_run_reports_to_the_datadog_agent(database_url: str) -> None:
             "DD_REMOTE_CONFIGURATION_ENABLED": "false",
             "DD_TRACE_STARTUP_LOGS": "false",
         }
-        with _ddtrace_served(env, log) as url:
+        bin_dir = os.path.dirname(sys.executable)
+        env["PATH"] = f"{bin_dir}:{os.environ['PATH']}"  # ddtrace-run finds its venv first
+        wrapper = (require(os.path.join(bin_dir, "ddtrace-run"), "ddtrace-run"),)
+        with served(env, log=log, wrapper=wrapper, timeout_s=60) as (url, _):
             _post_events(url, source)
             traces = agent.wait_for(lambda a: _ingest_traces(a.datadog_traces()), timeout_s=30)
             logs = read_log(log)
