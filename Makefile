@@ -6,7 +6,7 @@ STAMP := .venv/.installed
 # This machine's pip config names an index folder that is sometimes absent; its warnings are noise.
 QUIET_PIP := grep -v '^WARNING: Location' || true
 
-.PHONY: install run test lint bench migrate clean tools tools-k8s tools-faults tools-delivery tools-beam tools-auth bench-beam lint-deploy audit wheel deploy lock crd-schemas chart-readme
+.PHONY: install run test lint bench migrate clean tools tools-k8s tools-faults tools-delivery tools-beam tools-auth tools-observability bench-beam lint-deploy audit wheel deploy lock crd-schemas chart-readme
 
 $(STAMP): pyproject.toml
 	@echo "sluice: installing into .venv (the first time takes about a minute)"
@@ -26,6 +26,10 @@ tools-beam:
 # schemathesis in its own venv for tests/security.
 tools-auth: install
 	.ci/tools-auth
+
+# Debian's prometheus (promtool) and the Datadog test agent (own venv) for tests/observability.
+tools-observability:
+	bash .ci/tools-observability
 
 test: install lint tools
 	$(PY) -m pytest

@@ -1,11 +1,12 @@
 """gunicorn for production: `python -m app serve --workers N` runs it with this file.
 
 Uvicorn workers run the ASGI app; each worker has its own batching loop and pool. The
-Prometheus client's multiprocess mode makes `/metrics` add up every worker.
+Prometheus client's multiprocess mode makes `/metrics` add up every worker; the master
+keeps its directory right across runs and worker restarts (`observability/multiprocess.py`).
+Tracing is set up in each worker after the fork, never in the master.
 """
 
 import os
-import shutil
 import tempfile
 
 # Must precede the first import of prometheus_client: it picks its storage at import time,
@@ -14,9 +15,8 @@ _metrics_dir = os.environ.setdefault(
     "PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="sluice-metrics-")
 )
 
-from prometheus_client import multiprocess  # noqa: E402
-
 from app.config import Settings  # noqa: E402
+from app.observability import multiprocess, tracing  # noqa: E402
 from app.observability.logging import logging_config  # noqa: E402
 
 _settings = Settings()
@@ -33,9 +33,18 @@ logconfig_dict = logging_config(_settings.log_level)
 
 def on_starting(server: object) -> None:
     # Stale files from an earlier run would be summed into the new one's counters.
-    shutil.rmtree(_metrics_dir, ignore_errors=True)
-    os.makedirs(_metrics_dir, exist_ok=True)
+    multiprocess.reset(_metrics_dir)
+
+
+def post_fork(server: object, worker: object) -> None:
+    # The SDK's export thread and its queue do not survive a fork: each worker builds
+    # its own provider (the master never does).
+    tracing.configure_from_environment()
+
+
+def worker_exit(server: object, worker: object) -> None:
+    tracing.shutdown()  # export the spans still queued before the worker goes
 
 
 def child_exit(server: object, worker: object) -> None:
-    multiprocess.mark_process_dead(worker.pid)  # type: ignore[attr-defined]
+    multiprocess.retire(_metrics_dir, worker.pid)  # type: ignore[attr-defined]

@@ -188,3 +188,25 @@ class BrokerPublisher:
         metrics.BROKER_PUBLISH_FAILURES.inc()
         log.warning("publish not confirmed; answering 503", extra={"reason": message})
         return BrokerUnavailable(message, retry_after_s=self._retry_after_s)
+
+
+async def sample_queue_depths(
+    link: BrokerLink, settings: AmqpSettings, every_s: float = 5.0
+) -> None:
+    """Publish how many messages wait in the queue (the consumer's backlog) and in its
+    dead-letter queue, every `every_s`, until cancelled: what the lag and dead-letter
+    alerts read. A passive declare only reads; a broker outage skips a sample."""
+    queues = {"main": settings.queue}
+    if settings.dead_letter_exchange:
+        queues["dead_letter"] = settings.dead_letter_queue
+    while True:
+        try:
+            connection = await link.connection()
+            async with connection.channel() as channel:
+                for label, name in queues.items():
+                    queue = await channel.declare_queue(name, passive=True)
+                    ready = queue.declaration_result.message_count or 0
+                    metrics.AMQP_QUEUE_MESSAGES.labels(queue=label).set(ready)
+        except CONNECTION_EXCEPTIONS as exc:
+            log.info("queue depth not sampled", extra={"error": type(exc).__name__})
+        await asyncio.sleep(every_s)

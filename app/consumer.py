@@ -41,11 +41,11 @@ from dataclasses import dataclass
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 from aio_pika.exceptions import CONNECTION_EXCEPTIONS
 
-from app.broker import BrokerLink, declare_topology
+from app.broker import BrokerLink, declare_topology, sample_queue_depths
 from app.config import Settings
 from app.errors import BufferFull, RequestRejected, Retryable
 from app.model.events import Candidate, Transport, Writable
-from app.observability import metrics
+from app.observability import metrics, tracing
 from app.pipeline import forwarding
 from app.pipeline.forwarding import ForwardedDecoder
 from app.pipeline.ingest import Pipeline
@@ -90,6 +90,7 @@ class Acknowledger:
         unsettled = Unsettled(delivery, delivery.channel, delivery.delivery_tag or 0)
         self._open.setdefault(unsettled.channel, OrderedDict())[unsettled.tag] = unsettled
         self._count += 1
+        metrics.AMQP_UNACKED.set(self._count)
         self._idle.clear()
         return unsettled
 
@@ -146,6 +147,7 @@ class Acknowledger:
 
     def _settled(self, count: int) -> None:
         self._count -= count
+        metrics.AMQP_UNACKED.set(self._count)
         if self._count == 0:
             self._idle.set()
 
@@ -196,6 +198,7 @@ class Consumer:
         self._queue: AbstractQueue | None = None
         self._consumer_tag: str | None = None
         self._task: asyncio.Task[None] | None = None
+        self._sampler: asyncio.Task[None] | None = None
         self._retries: set[asyncio.Task[None]] = set()
 
     @property
@@ -205,10 +208,17 @@ class Consumer:
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._subscribe(), name="sluice-amqp-consumer")
+        self._sampler = asyncio.create_task(
+            sample_queue_depths(self._link, self._amqp), name="sluice-amqp-depths"
+        )
 
     async def stop(self) -> None:
         """Stop taking deliveries; commit and ack every one already taken."""
         self._stopping.set()
+        if self._sampler is not None:
+            self._sampler.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sampler
         if self._task is not None and not self._task.done():
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -250,6 +260,8 @@ class Consumer:
             unsettled = self._acks.track(delivery)
         except CONNECTION_EXCEPTIONS:
             return  # its channel closed before it was seen: the broker has requeued it
+        if delivery.redelivered:
+            metrics.AMQP_REDELIVERED.inc()
         wire = AmqpMessage(
             body=delivery.body,
             content_type=delivery.content_type,
@@ -258,7 +270,8 @@ class Consumer:
             timestamp=delivery.timestamp,
             headers=delivery.headers,
         )
-        await self._submit(unsettled, self._message_of(wire))
+        with tracing.delivery_span(delivery.headers, self._amqp.queue):
+            await self._submit(unsettled, self._message_of(wire))
 
     def _message_of(self, wire: AmqpMessage) -> Message[Candidate]:
         """Forwarded writables have nothing left to prepare: they ride as finished."""

@@ -38,9 +38,11 @@ from app.config import DEVELOPMENT_PSEUDONYM_KEY, HttpAck, IngestAccess, Setting
 from app.consumer import Consumer, DeliveryDecoder
 from app.contracts.checker import ContractChecker
 from app.drain import Drain
-from app.model.events import AnonymizedEvent
+from app.model.events import AnonymizedEvent, Candidate, CloudEvent
+from app.observability import metrics, tracing
 from app.observability.access_log import AccessLogMiddleware
 from app.observability.logging import configure_logging
+from app.observability.tracing import Traced
 from app.pipeline.anonymize import Anonymizer
 from app.pipeline.authorize import CheckSource
 from app.pipeline.batcher import Batcher
@@ -89,6 +91,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if push is not None:
         app.include_router(push)
     app.include_router(operations.router)
+    tracing.instrument_app(app)
     return app
 
 
@@ -187,6 +190,7 @@ async def pipeline(settings: Settings) -> AsyncIterator[Services]:
         background = [
             asyncio.create_task(recorder.run(settings.quality.flush_interval_s, quarantined)),
             asyncio.create_task(keys.run()),
+            asyncio.create_task(metrics.sample_pool(pool)),
         ]
         if settings.db.maintenance_in_process:
             background.append(
@@ -269,10 +273,21 @@ def build_pipeline(
     wall_clock: WallClock = utc_now,
 ) -> Pipeline:
     """source check → validate → anonymize → contract → `sink`, each step handed the next;
-    the contract stage's time checks judge against `wall_clock` (a backfill fixes it to one
-    instant)."""
-    contract = CheckContract(checker, sink, wall_clock=wall_clock)
-    head = CheckSource(Validate(settings.limits, anonymizer, Anonymize(anonymizer, contract)))
+    with tracing on, each wrapped in a span (`Traced`), the head remembering the request
+    span. The contract stage's time checks judge against `wall_clock` (a backfill fixes it
+    to one instant)."""
+    if tracing.enabled():
+        sink = Traced(sink, "buffer" if isinstance(sink, Buffer) else "forward")
+    contract: Step[AnonymizedEvent] = CheckContract(checker, sink, wall_clock=wall_clock)
+    if tracing.enabled():
+        contract = Traced(contract, "contract")
+    anonymize: Step[CloudEvent] = Anonymize(anonymizer, contract)
+    if tracing.enabled():
+        anonymize = Traced(anonymize, "anonymize")
+    validate: Step[Candidate] = Validate(settings.limits, anonymizer, anonymize)
+    if tracing.enabled():
+        validate = Traced(validate, "validate", request=True)
+    head = CheckSource(validate)
     return Pipeline(head, ack_timeout_s=settings.batch.ack_timeout_s)
 
 
@@ -284,6 +299,7 @@ def create_consumer_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     install_problem_handlers(app)
     app.include_router(operations.router)
+    tracing.instrument_app(app)
     return app
 
 
@@ -324,10 +340,12 @@ def create_app_from_environment() -> FastAPI:
     """The factory uvicorn and gunicorn import; configures logging first."""
     settings = Settings()
     configure_logging(settings.log_level)
+    tracing.configure_from_environment()  # under gunicorn, `post_fork` did it already
     return create_app(settings)
 
 
 def create_consumer_app_from_environment() -> FastAPI:
     settings = Settings()
     configure_logging(settings.log_level)
+    tracing.configure_from_environment()
     return create_consumer_app(settings)

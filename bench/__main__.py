@@ -18,6 +18,7 @@ from bench.copy_ceiling import measure_copy
 from bench.load import LoadPlan, LoadRun, Tally
 from bench.report import Result, cpu_figures, percentile, render, write_json
 from bench.server import Service, running_service
+from bench.tracing import TracingCost, measure, otlp_receiver
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -47,6 +48,12 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         default=0,
         help="archived events for the Beam DirectRunner backfill's figure (0: skip it)",
+    )
+    parser.add_argument(
+        "--tracing-duration",
+        type=float,
+        default=8.0,
+        help="measured seconds per tracing setting: off, 100 %% and 10 %% sampling (0: skip)",
     )
     return parser
 
@@ -127,6 +134,7 @@ def _run(args: argparse.Namespace) -> Result:
         db_events = database.count_events(url)
         consumer = _consume(args, url)
         beam = _backfill(args, url)
+        tracing_cost = _tracing(args, url)
     latencies = tally.latencies_s
     return Result(
         events_per_s=tally.window_events / args.duration,
@@ -162,6 +170,7 @@ def _run(args: argparse.Namespace) -> Result:
         beam_stored=beam.stored if beam else 0,
         beam_workers=beam.workers if beam else 0,
         beam_rows_per_s=beam.rows_per_s if beam else None,
+        tracing_events_per_s=tracing_cost.events_per_s if tracing_cost else None,
     )
 
 
@@ -190,6 +199,24 @@ def _consume(args: argparse.Namespace, url: str) -> ConsumerRun | None:
         processes=processes,
         run_tag=uuid.uuid4().hex[:8],
     )
+
+
+def _tracing(args: argparse.Namespace, url: str) -> TracingCost | None:
+    if args.tracing_duration <= 0:
+        return None
+    short = argparse.Namespace(**{**vars(args), "duration": args.tracing_duration})
+
+    def run(extra_env: dict[str, str]) -> float:
+        with running_service(url, workers=args.workers, extra_env=extra_env) as service:
+            tally, _, _ = _load(short, service)
+        return tally.window_events / short.duration
+
+    with otlp_receiver() as endpoint:
+        if endpoint is None:
+            print("bench: no OTLP receiver (make tools-observability); no tracing figure")
+            return None
+        print(f"bench: tracing off / 100 % / 10 %, {args.tracing_duration:g} s each", flush=True)
+        return measure(run, endpoint)
 
 
 def _terminate(signum: int, _: object) -> NoReturn:

@@ -60,6 +60,8 @@ class Result:
     beam_stored: int = 0
     beam_workers: int = 0
     beam_rows_per_s: float | None = None
+    # Events/s of the short tracing runs, by setting: off, 100%, 10% (OTLP to a local receiver).
+    tracing_events_per_s: dict[str, float] | None = None
 
     def _per_event_us(self, stage_s: float | None) -> float | None:
         if stage_s is None or self.events_per_s <= 0:
@@ -165,6 +167,7 @@ def render(result: Result) -> str:
         f"ratio          {result.ratio:.3f}   (required: ≥ {result.min_ratio})",
         *_consumer_lines(result),
         *_beam_lines(result),
+        *_tracing_lines(result),
         f"verified       {result.acked_events:,} events acknowledged as stored, "
         f"{result.db_events:,} rows in events",
     ]
@@ -229,6 +232,19 @@ def _ratios(rate: float, result: Result) -> str:
         f"               ratio {rate / ceiling:.3f} to COPY, "
         f"{rate / (result.events_per_s or math.nan):.2f} of HTTP"
     )
+
+
+def _tracing_lines(result: Result) -> list[str]:
+    figures = result.tracing_events_per_s
+    if not figures or not figures.get("off"):
+        return []
+    off = figures["off"]
+    costs = "   ".join(
+        f"{name} {rate:,.0f} ({100 * (off - rate) / off:+.1f} % cost)"
+        for name, rate in figures.items()
+        if name != "off"
+    )
+    return [f"tracing        off {off:,.0f} events/s   sampled {costs}"]
 
 
 def write_json(result: Result) -> tuple[Path, str]:

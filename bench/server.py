@@ -52,7 +52,11 @@ CONTRACTS_DIR = Path(__file__).resolve().parent / "contracts"
 
 @contextmanager
 def running_service(
-    database_url: str, *, workers: int, timeout_s: float = 60.0
+    database_url: str,
+    *,
+    workers: int,
+    timeout_s: float = 60.0,
+    extra_env: dict[str, str] | None = None,
 ) -> Iterator[Service]:
     port = free_port()
     env = {
@@ -61,6 +65,7 @@ def running_service(
         "SLUICE_LOG_LEVEL": os.environ.get("SLUICE_LOG_LEVEL", "WARNING"),
         # A contract for the bench's event type: the measured path includes the check.
         "SLUICE_CONTRACTS_DIR": os.environ.get("SLUICE_CONTRACTS_DIR", str(CONTRACTS_DIR)),
+        **(extra_env or {}),
     }
     command = [sys.executable, "-m", "app", "serve", "--workers", str(workers)]
     with tempfile.TemporaryFile() as log:

@@ -131,15 +131,17 @@ def served(
     log: IO[bytes] | None = None,
     command: str = "serve",
     probe: str = "live",
+    wrapper: tuple[str, ...] = (),
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """Run `python -m app serve` (or `command`, e.g. `consume`) in a child process; yield
-    its base URL and the process once `/health/<probe>` answers.
+    its base URL and the process once `/health/<probe>` answers. `wrapper` runs before the
+    interpreter (e.g. `ddtrace-run`).
 
     Its output goes to `log` (a temporary file unless given), never to a pipe nobody
     reads: a busy service fills a pipe's 64 KiB and then blocks on its next log line.
     """
     port = free_port()
-    argv = [sys.executable, "-m", "app", command, "--port", str(port), *args]
+    argv = [*wrapper, sys.executable, "-m", "app", command, "--port", str(port), *args]
     with contextlib.ExitStack() as stack:
         output = log if log is not None else stack.enter_context(tempfile.TemporaryFile())
         process = subprocess.Popen(  # noqa: S603 - our own interpreter and module

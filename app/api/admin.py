@@ -19,6 +19,7 @@ from app.api.problems import PROBLEM_JSON
 from app.api.security import admin_key
 from app.clock import utc_now
 from app.errors import ErrorCode, RequestRejected
+from app.observability import metrics
 from app.storage.subjects import SubjectPseudonyms
 
 
@@ -101,6 +102,7 @@ def _pseudonyms(services: Services, subject: str) -> SubjectPseudonyms:
 async def erase(body: SubjectsRequest, services: ServicesDep) -> ErasureResponse:
     subjects = [_pseudonyms(services, subject) for subject in body.subjects]
     counts = await services.subjects.erase(subjects, requester=body.requester, now=utc_now())
+    metrics.ERASURES.inc(len(counts))
     return ErasureResponse(
         events_deleted=sum(c.events_deleted for c in counts),
         quarantine_deleted=sum(c.quarantine_deleted for c in counts),

@@ -93,6 +93,7 @@ async def health(services: ServicesDep) -> Response:
     if services.broker is not None:
         components["broker"] = _broker(services.broker)
     ok = all(component["ok"] for component in components.values())
+    metrics.READY.set(1 if ok else 0)
     return _json({"status": "ok" if ok else "failing", "components": components}, ok)
 
 

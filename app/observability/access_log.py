@@ -11,7 +11,12 @@ import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.observability import metrics
+
 log = logging.getLogger("sluice.access")
+
+# A client may send any method name; labels and log fields keep to the known ones.
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 class AccessLogMiddleware:
@@ -34,13 +39,17 @@ class AccessLogMiddleware:
         try:
             await self.app(scope, receive, send_recording_status)
         finally:
-            route = getattr(scope.get("route"), "path", None)
+            route = getattr(scope.get("route"), "path", None) or "<unmatched>"
+            elapsed = time.perf_counter() - started
+            method = scope["method"] if scope["method"] in _METHODS else "other"
+            metrics.HTTP_REQUESTS.labels(route=route, method=method, status=status).inc()
+            metrics.HTTP_DURATION.labels(route=route).observe(elapsed)
             log.info(
                 "request",
                 extra={
-                    "method": scope["method"],
-                    "route": route or "<unmatched>",
+                    "method": method,
+                    "route": route,
                     "status": status,
-                    "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                    "duration_ms": round(elapsed * 1000, 2),
                 },
             )

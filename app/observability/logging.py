@@ -16,7 +16,12 @@ _FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 
 def logging_config(level: str = "INFO") -> dict[str, Any]:
     """A `dictConfig` mapping; also handed to uvicorn and gunicorn so every line is JSON."""
-    handler = {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}
+    handler = {
+        "class": "logging.StreamHandler",
+        "formatter": "json",
+        "stream": "ext://sys.stderr",
+        "filters": ["trace_ids"],
+    }
     return {
         "version": 1,
         "disable_existing_loggers": False,
@@ -29,6 +34,8 @@ def logging_config(level: str = "INFO") -> dict[str, Any]:
                 "reserved_attrs": [*RESERVED_ATTRS, "color_message"],
             }
         },
+        # trace_id/span_id and dd.trace_id/dd.span_id of the current span: logs join traces.
+        "filters": {"trace_ids": {"()": "app.observability.tracing.TraceIds"}},
         "handlers": {"default": handler},
         "root": {"handlers": ["default"], "level": level.upper()},
         "loggers": {

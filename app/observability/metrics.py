@@ -8,10 +8,12 @@ multiprocess mode aggregates the workers (see `gunicorn.conf.py`).
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 import os
 from collections import Counter as _Tally
 from collections.abc import Iterable
+from typing import Protocol
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -137,6 +139,86 @@ TIME_SKEW = Histogram(
 QUARANTINE_ROWS = Gauge(
     "sluice_quarantine_rows",
     "Quarantine rows not yet replayed (refreshed by the quality task).",
+    # `live`: a dead worker's last reading must not outlive it (a plain `max` would).
+    multiprocess_mode="livemax",
+)
+
+HTTP_REQUESTS = Counter(
+    "sluice_http_requests_total",
+    "HTTP requests answered, by route template, method and status code.",
+    ["route", "method", "status"],
+)
+HTTP_DURATION = Histogram(
+    "sluice_http_request_duration_seconds",
+    "Time to answer an HTTP request, by route template.",
+    ["route"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+ACK_LATENCY = Histogram(
+    "sluice_ack_latency_seconds",
+    "From a wire message's events entering the buffer to their commit (the wait before the "
+    "answer or the ack), by transport.",
+    ["source"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+BUFFER_CAPACITY_EVENTS = Gauge(
+    "sluice_buffer_capacity_events",
+    "Events the buffer holds at most (SLUICE_BATCH_BUFFER_MAX_EVENTS), summed over workers.",
+    multiprocess_mode="livesum",
+)
+BUFFER_CAPACITY_BYTES = Gauge(
+    "sluice_buffer_capacity_bytes",
+    "Bytes the buffer holds at most (SLUICE_BATCH_BUFFER_MAX_BYTES), summed over workers.",
+    multiprocess_mode="livesum",
+)
+DATABASE_ERRORS = Counter(
+    "sluice_database_errors_total",
+    "Database errors by class: transient (retried), refused_value (the batch is bisected), "
+    "other (no retry; an operator is needed).",
+    ["class"],
+)
+POOL_CONNECTIONS = Gauge(
+    "sluice_db_pool_connections",
+    "Connections of the database pools, by state (in_use, idle, max), summed over workers.",
+    ["state"],
+    multiprocess_mode="livesum",
+)
+READY = Gauge(
+    "sluice_ready",
+    "1 when the last readiness check passed, else 0 (the lowest of the live workers).",
+    multiprocess_mode="livemin",
+)
+AMQP_UNACKED = Gauge(
+    "sluice_amqp_unacked_deliveries",
+    "RabbitMQ deliveries taken by the consumer and not yet acked or nacked.",
+    multiprocess_mode="livesum",
+)
+AMQP_REDELIVERED = Counter(
+    "sluice_amqp_redelivered_total",
+    "Deliveries the broker marked as redelivered (a nack, a lost channel or a restart).",
+)
+AMQP_QUEUE_MESSAGES = Gauge(
+    "sluice_amqp_queue_messages",
+    "Messages ready in the consumer's queues (queue: main, dead_letter), sampled by the "
+    "consumer: the backlog, and what was dead-lettered.",
+    ["queue"],
+    multiprocess_mode="livemax",
+)
+ERASURES = Counter(
+    "sluice_subjects_erased_total", "Subjects erased (and put on the suppression list)."
+)
+RETENTION_DROPPED = Counter(
+    "sluice_retention_dropped_total",
+    "What retention removed: partitions of events, and rows of the other tables, by table.",
+    ["table"],
+)
+MAINTENANCE_FAILURES = Counter(
+    "sluice_maintenance_failures_total",
+    "Rounds of upkeep (partitions ahead, retention) that failed; retried next interval.",
+)
+MAINTENANCE_LAST_SUCCESS = Gauge(
+    "sluice_maintenance_last_success_timestamp_seconds",
+    "When this service last completed a round of upkeep (Unix time).",
     multiprocess_mode="max",
 )
 
@@ -207,3 +289,21 @@ def exposition() -> tuple[bytes, str]:
         _multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
         return generate_latest(registry), CONTENT_TYPE_LATEST
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+
+
+class _Pool(Protocol):
+    def get_size(self) -> int: ...
+    def get_idle_size(self) -> int: ...
+    def get_max_size(self) -> int: ...
+
+
+async def sample_pool(pool: _Pool, every_s: float = 1.0) -> None:
+    """Publish the pool's connections in use, idle and at most, every `every_s` (until
+    cancelled): a scrape reads every worker's files, not only the worker it reached."""
+    in_use, idle, most = (POOL_CONNECTIONS.labels(state) for state in ("in_use", "idle", "max"))
+    while True:
+        size, free = pool.get_size(), pool.get_idle_size()
+        in_use.set(size - free)
+        idle.set(free)
+        most.set(pool.get_max_size())
+        await asyncio.sleep(every_s)

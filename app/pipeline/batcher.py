@@ -24,11 +24,13 @@ from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
+from opentelemetry.trace import Span
+
 from app.clock import MonotonicClock, monotonic
 from app.errors import BufferFull, Retryable, ShuttingDown, StorageUnavailable
 from app.model.events import Transport, Writable
 from app.model.outcomes import Outcome
-from app.observability import metrics
+from app.observability import metrics, tracing
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +48,9 @@ class Submission:
         "deadline",
         "detached",
         "outcomes",
+        "request_span",
         "retry_after_s",
+        "submitted_at",
         "transport",
     )
 
@@ -58,8 +62,11 @@ class Submission:
         *,
         detached: bool,
         retry_after_s: int = 1,
+        submitted_at: float = 0.0,
     ) -> None:
         self.transport = transport
+        self.submitted_at = submitted_at  # a monotonic reading: the ack latency starts here
+        self.request_span = tracing.request_span()  # what the flush links to, when tracing
         self.retry_after_s = retry_after_s
         self.deadline = deadline
         self.detached = detached  # nobody waits (`?ack=enqueued`): failures are only counted
@@ -86,13 +93,14 @@ class Submission:
                 "events were not committed in time", retry_after_s=self.retry_after_s
             ) from None
 
-    def resolve(self, index: int, outcome: Outcome) -> None:
-        """The event at `index` committed with `outcome` (the batcher calls this)."""
+    def resolve(self, index: int, outcome: Outcome, now: float) -> None:
+        """The event at `index` committed with `outcome` at `now` (the batcher calls this)."""
         if self._future.done():
             return
         self.outcomes[index] = outcome
         self._remaining -= 1
         if self._remaining == 0:
+            metrics.ACK_LATENCY.labels(source=self.transport).observe(now - self.submitted_at)
             self._future.set_result([o for o in self.outcomes if o is not None])
 
     def fail(self, error: Retryable) -> None:
@@ -151,6 +159,8 @@ class Batcher:
         self._closing = False
         self._loop_task: asyncio.Task[None] | None = None
         self._flushes: set[asyncio.Task[None]] = set()
+        metrics.BUFFER_CAPACITY_EVENTS.set(max_events)
+        metrics.BUFFER_CAPACITY_BYTES.set(max_bytes)
 
     @property
     def alive(self) -> bool:
@@ -185,11 +195,16 @@ class Batcher:
         ):
             metrics.BUFFER_REFUSALS.labels(source=transport).inc()
             raise BufferFull(retry_after_s=self._retry_after_s)
+        now = self._clock()
         submission = Submission(
-            transport, len(payloads), deadline, detached=detached, retry_after_s=self._retry_after_s
+            transport,
+            len(payloads),
+            deadline,
+            detached=detached,
+            retry_after_s=self._retry_after_s,
+            submitted_at=now,
         )
         was_empty = not self._queue
-        now = self._clock()
         for index, payload in enumerate(payloads):
             self._queue.append(_Buffered(payload, submission, index, now))
         self._held_events += len(payloads)
@@ -233,7 +248,8 @@ class Batcher:
     async def _write(self, batch: list[_Buffered]) -> None:
         try:
             deadline = min(pending.submission.deadline for pending in batch)
-            outcomes = await self._flush([pending.payload for pending in batch], deadline)
+            with tracing.flush_span(self._request_spans(batch), len(batch)):
+                outcomes = await self._flush([pending.payload for pending in batch], deadline)
             resolved = list(zip(batch, outcomes, strict=True))
         except Retryable as error:
             self._fail(batch, error)
@@ -244,11 +260,18 @@ class Batcher:
             metrics.count_outcomes(
                 (outcome, pending.submission.transport) for pending, outcome in resolved
             )
+            now = self._clock()
             for pending, outcome in resolved:
-                pending.submission.resolve(pending.index, outcome)
+                pending.submission.resolve(pending.index, outcome, now)
         finally:
             self._release(batch)
             self._slots.release()
+
+    @staticmethod
+    def _request_spans(batch: list[_Buffered]) -> list[Span | None]:
+        if not tracing.enabled():  # no per-event work when tracing is off
+            return []
+        return [p.submission.request_span for p in batch]
 
     def _fail(self, batch: list[_Buffered], error: Retryable) -> None:
         error.retry_after_s = self._retry_after_s

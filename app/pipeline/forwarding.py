@@ -25,6 +25,7 @@ import orjson
 from app.broker import Outgoing
 from app.errors import ErrorCode, RequestRejected
 from app.model.events import QuarantineRecord, Transport, Writable, anonymized_event_from
+from app.observability import tracing
 from app.privacy.keyring import Keyring
 from app.sources.amqp import AmqpMessage
 from app.sources.cloudevents import media_type
@@ -44,14 +45,9 @@ def encode(writable: Writable) -> bytes:
 def outgoing(writable: Writable, keyring: Keyring) -> Outgoing:
     """The signed broker message that carries `writable` to the consumer."""
     body = encode(writable)
-    return Outgoing(
-        body,
-        content_type=CONTENT_TYPE,
-        headers={
-            SIGNATURE_HEADER: sign(body, keyring),
-            POLICY_HEADER: writable.policy_version or "",
-        },
-    )
+    headers = {SIGNATURE_HEADER: sign(body, keyring), POLICY_HEADER: writable.policy_version or ""}
+    tracing.inject(headers)  # `traceparent`: the consumer's work joins the request's trace
+    return Outgoing(body, content_type=CONTENT_TYPE, headers=headers)
 
 
 def sign(body: bytes, keyring: Keyring) -> str:

@@ -14,6 +14,7 @@ from app.auth.keys import SourcePatterns
 from app.clock import MonotonicClock, monotonic
 from app.model.events import Candidate, Transport
 from app.model.outcomes import IngestReport
+from app.observability import tracing
 from app.pipeline.message import AckMode, Message, Step, Ticket
 
 # How long past its batch deadline a waiter still waits for the write to report back.
@@ -54,7 +55,8 @@ class Pipeline:
             candidates, transport, deadline=self._deadline(), ack=ack, sources=sources
         )
         await self._head.submit(Message.of(ticket, list(candidates)))
-        return await ticket.report(self._ack_timeout_s + _WAIT_GRACE_S)
+        with tracing.span("commit_wait"):
+            return await ticket.report(self._ack_timeout_s + _WAIT_GRACE_S)
 
     def _deadline(self) -> float:
         return self._clock() + self._ack_timeout_s

@@ -38,6 +38,7 @@ async def ensure_partitions_ahead(
     ranges = partitions_ahead(now, db.partition_width, db.partitions_ahead)
     created = await repository.ensure_partitions(ranges)
     metrics.PARTITIONS_CREATED.inc(len(created))
+    metrics.MAINTENANCE_LAST_SUCCESS.set_to_current_time()
     if created:
         log.info("partitions created", extra={"partitions": created})
     return created, ranges[-1].end
@@ -57,6 +58,7 @@ async def maintain(
         dropped = await repository.drop_partitions_ending_before(
             now - timedelta(days=retention.events_days)
         )
+        metrics.RETENTION_DROPPED.labels("events_partitions").inc(len(dropped))
         if dropped:
             log.info("expired partitions dropped", extra={"partitions": dropped})
         trimmed = {
@@ -68,6 +70,8 @@ async def maintain(
                 ("quality_counts", retention.quality_days),
             )
         }
+        for table, count in trimmed.items():
+            metrics.RETENTION_DROPPED.labels(table).inc(count)
         return MaintenanceReport(True, created, ready_until, dropped, trimmed)
 
 
@@ -84,6 +88,8 @@ async def run_periodically(
         try:
             await maintain(repository, db, retention, clock())
         except SluiceError as exc:
+            metrics.MAINTENANCE_FAILURES.inc()
             log.warning("maintenance failed; retrying next interval", extra={"error": exc.message})
         except Exception:  # a bug here must not stop upkeep for good, nor the service
+            metrics.MAINTENANCE_FAILURES.inc()
             log.exception("maintenance failed unexpectedly; retrying next interval")

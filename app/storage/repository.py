@@ -34,6 +34,7 @@ from app.errors import (
     TransientStorageError,
 )
 from app.model.events import AnonymizedEvent, QuarantineRecord
+from app.observability import metrics
 from app.storage.partitions import PartitionRange
 from app.storage.retry import is_transient
 
@@ -146,10 +147,13 @@ def mapped_errors(operation: str) -> Iterator[None]:
         if isinstance(exc, asyncpg.CheckViolationError):
             raise PartitionMissing(f"{operation}: no partition for the batch") from exc
         if is_transient(exc):
+            metrics.DATABASE_ERRORS.labels("transient").inc()
             raise TransientStorageError(f"{operation}: {type(exc).__name__}") from exc
         if isinstance(exc, asyncpg.PostgresError) and (exc.sqlstate or "")[:2] in _REFUSED_CLASSES:
+            metrics.DATABASE_ERRORS.labels("refused_value").inc()
             raise StorageRefusedValue(f"{operation}: SQLSTATE {exc.sqlstate}") from exc
         if isinstance(exc, asyncpg.PostgresError):
+            metrics.DATABASE_ERRORS.labels("other").inc()
             log.error("database error", extra={"operation": operation, "sqlstate": exc.sqlstate})
             raise StorageUnavailable(f"{operation}: SQLSTATE {exc.sqlstate}") from exc
         raise

@@ -1,16 +1,18 @@
-"""Acceptance: no raw personal data reaches disk, logs or metrics.
+"""Acceptance: no raw personal data reaches disk, logs, metrics or exported spans.
 
 Events carrying known personal data in every place an event can carry it (subject,
 extension attributes, nested `data`, arrays, free text, binary mode, malformed events
 that end in quarantine, the admin endpoints' own inputs) go through a real service
-process. Then a `pg_dump` of its whole database, everything the process logged and its
-`/metrics` are searched for every planted value: there must be no hit. Once with the
-shipped policy (denylist), once with the same rules in allowlist mode.
+process. Then a `pg_dump` of its whole database, everything the process logged, its
+`/metrics` and every span it exported over OTLP (into a real receiver) are searched for
+every planted value: there must be no hit. Once with the shipped policy (denylist), once
+with the same rules in allowlist mode.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import subprocess
 import tempfile
 from pathlib import Path
@@ -23,6 +25,7 @@ import pytest
 
 from app.config import DEFAULT_POLICY_FILE
 from app.storage import migrations
+from tests.observability.agents import trace_agent
 from tests.support import make_event, read_log, served
 
 TOKEN = "planted-pii-admin-token"
@@ -132,8 +135,15 @@ async def planted_database(fresh_database: str) -> str:
 
 
 @pytest.mark.parametrize("mode", ["denylist", "allowlist"])
-def test_no_planted_value_reaches_disk_logs_or_metrics(
+def test_no_planted_value_reaches_disk_logs_metrics_or_spans(
     planted_database: str, tmp_path: Path, mode: str
+) -> None:
+    with contextlib.ExitStack() as stack:
+        _run_planted(stack, planted_database, tmp_path, mode)
+
+
+def _run_planted(
+    stack: contextlib.ExitStack, planted_database: str, tmp_path: Path, mode: str
 ) -> None:
     env = {
         "DATABASE_URL": planted_database,
@@ -143,6 +153,12 @@ def test_no_planted_value_reaches_disk_logs_or_metrics(
     }
     source = "/planted/pii"
     admin = {"authorization": f"Bearer {TOKEN}"}
+    agent = stack.enter_context(trace_agent())  # every span goes out over OTLP too
+    env.update(
+        OTEL_TRACES_EXPORTER="otlp",
+        OTEL_EXPORTER_OTLP_ENDPOINT=agent.otlp_url,
+        OTEL_BSP_SCHEDULE_DELAY="200",
+    )
     with (
         tempfile.TemporaryFile() as log,
         served(env, log=log) as (base_url, _),
@@ -181,10 +197,14 @@ def test_no_planted_value_reaches_disk_logs_or_metrics(
         assert unknown.status_code == 404
         metrics = client.get("/metrics").text
         logs = read_log(log)
+    spans = agent.otlp_spans()  # the process has exited: its exporter flushed everything
+    exported = orjson.dumps([span["raw"] for span in spans]).decode()
     dump = _pg_dump(planted_database)
 
     assert "quarantine" in dump
     assert "request" in logs  # the access log ran, so the search below means something
+    assert {"POST /ingest", "sluice.flush"} <= {span["name"] for span in spans}
+    searched = (("database", dump), ("logs", logs), ("metrics", metrics), ("spans", exported))
     for value in PLANTED:
-        for name, text in (("database", dump), ("logs", logs), ("metrics", metrics)):
+        for name, text in searched:
             assert value not in text, f"{value!r} found in {name} ({mode})"
