@@ -84,5 +84,5 @@ def test_alerts_are_a_valid_rules_file() -> None:
 def test_every_alert_has_a_severity_and_a_summary() -> None:
     for group in yaml.safe_load(ALERTS.read_text())["groups"]:
         for rule in group["rules"]:
-            assert rule["labels"]["severity"] in {"critical", "warning"}, rule["alert"]
+            assert rule["labels"]["severity"] in {"page", "warning"}, rule["alert"]
             assert rule["annotations"]["summary"], rule["alert"]

@@ -16,6 +16,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from app.main import create_app
 from app.observability import tracing
+from app.pipeline.authorize import CheckSource
 from app.pipeline.steps import Anonymize, Validate
 from tests.conftest import SettingsFactory, running_app
 from tests.support import make_event, unique_source
@@ -110,7 +111,9 @@ async def test_tracing_off_wraps_nothing(make_settings: SettingsFactory) -> None
     app = create_app(make_settings())
     async with LifespanManager(app, startup_timeout=30, shutdown_timeout=60):
         head = app.state.services.pipeline._head
-        assert isinstance(head, Validate)
-        assert isinstance(head._next, Anonymize)
+        assert isinstance(head, CheckSource)  # the key's source check comes first
+        validate = head._next
+        assert isinstance(validate, Validate)
+        assert isinstance(validate._next, Anonymize)
     with tracing.flush_span([None], 1), tracing.span("commit_wait"):
         assert not trace.get_current_span().get_span_context().is_valid
