@@ -23,7 +23,7 @@ from dataclasses import replace
 import httpx
 from fastapi import FastAPI
 
-from app.api import admin, ingest, operations, quality, quarantine
+from app.api import admin, ingest, operations, privacy, quality, quarantine
 from app.api.dependencies import Services
 from app.api.problems import install_problem_handlers
 from app.api.pubsub import pubsub_router
@@ -48,6 +48,7 @@ from app.pipeline.writer import BatchWriter
 from app.privacy.engine import PolicyAnonymizer
 from app.privacy.keyring import Keyring
 from app.privacy.policy import load_policy
+from app.privacy.posture import check_posture
 from app.sources.amqp import AmqpDecoder
 from app.sources.oidc import PushAuthenticator
 from app.storage.database import create_pool
@@ -56,6 +57,7 @@ from app.storage.migrations import head_revision
 from app.storage.quality import QualityRepository
 from app.storage.quarantine import QuarantineRepository
 from app.storage.repository import EventRepository
+from app.storage.residual import ResidualRepository
 from app.storage.subjects import SubjectRepository
 
 log = logging.getLogger(__name__)
@@ -76,6 +78,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(admin.router)
     app.include_router(quarantine.router)
     app.include_router(quality.router)
+    app.include_router(privacy.router)
     push = pubsub_router(settings)
     if push is not None:
         app.include_router(push)
@@ -98,7 +101,11 @@ async def pipeline(settings: Settings) -> AsyncIterator[Services]:
         raise RuntimeError("DATABASE_URL is not set (python -m app serve starts an embedded one)")
     # Before anything connects: a bad policy must stop the start, not the first event.
     keyring = Keyring.from_settings(settings.privacy)
-    anonymizer = PolicyAnonymizer(load_policy(settings.privacy.policy_path), keyring)
+    policy = load_policy(settings.privacy.policy_path)
+    posture = check_posture(policy, settings)  # raises when an allowlist is required
+    if posture is not None:
+        log.warning(posture)
+    anonymizer = PolicyAnonymizer(policy, keyring)
     log.info("anonymization policy loaded", extra={"policy_version": anonymizer.policy_version})
     checker = ContractChecker.from_settings(settings.contracts, settings.quality)
     log.info("data contracts loaded", extra={"contracts": len(checker.registry)})
@@ -148,6 +155,7 @@ async def pipeline(settings: Settings) -> AsyncIterator[Services]:
             ),
             quality=quality_counts,
             schema_head=head_revision(),
+            residual=ResidualRepository(pool),
         )
         _tune_garbage_collector()
         background = [

@@ -19,6 +19,7 @@ from app.sources.oidc import PushAuthenticator
 from app.storage.quality import QualityRepository
 from app.storage.quarantine import QuarantineRepository
 from app.storage.repository import EventRepository
+from app.storage.residual import ResidualRepository
 from app.storage.subjects import SubjectRepository
 
 
@@ -38,6 +39,7 @@ class Services:
     quality: QualityRepository
     schema_head: str | None  # the Alembic revision this code expects
     broker: BrokerStatus | None = None  # the consumer; the link in broker-backed HTTP mode
+    residual: ResidualRepository | None = None  # the residual-PII scan's reads
 
 
 async def get_services(request: Request) -> Services:

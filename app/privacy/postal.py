@@ -199,10 +199,7 @@ _SALUTATION = re.compile(
 
 
 def _has_any(text: str, fragments: tuple[str, ...]) -> bool:
-    for fragment in fragments:
-        if fragment in text:
-            return True
-    return False
+    return any(fragment in text for fragment in fragments)
 
 
 def redact_names(text: str) -> str:

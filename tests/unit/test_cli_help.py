@@ -16,18 +16,28 @@ def _readme_synopses() -> dict[str, str]:
     readme = (PROJECT_ROOT / "README.md").read_text()
     block = readme.split("## Commands", 1)[1].split("```text", 1)[1].split("```", 1)[0]
     synopses = {}
+    nested = set(_subparsers())
     for line in block.splitlines():
         if line.startswith("python -m app "):
             words = line.split("#", 1)[0].split()[3:]
-            command = words[0]
-            synopses[command] = " ".join(words[1:])
+            # `privacy preview`: a command with actions of its own is named by both words.
+            taken = 2 if " ".join(words[:2]) in nested else 1
+            synopses[" ".join(words[:taken])] = " ".join(words[taken:])
     return synopses
 
 
+def _choices(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    found = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return dict(found[0].choices) if found else {}
+
+
 def _subparsers() -> dict[str, argparse.ArgumentParser]:
-    parser = cli._parser()
-    [action] = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
-    return dict(action.choices)
+    """Every command, and for a command with actions of its own each `command action`."""
+    commands = {}
+    for name, sub in _choices(cli._parser()).items():
+        actions = _choices(sub)
+        commands.update({f"{name} {a}": s for a, s in actions.items()} if actions else {name: sub})
+    return commands
 
 
 def _offered(sub: argparse.ArgumentParser) -> set[str]:
