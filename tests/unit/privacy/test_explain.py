@@ -139,9 +139,7 @@ def test_require_allowlist_refuses_a_denylist_policy_and_accepts_an_allowlist() 
         check_posture(load_policy(DEFAULT_POLICY_FILE), _settings(require_allowlist=True))
     allowlist = policy_from("version: 1\nmode: allowlist\n")
     assert check_posture(allowlist, _settings(require_allowlist=True)) is None
-    mixed = policy_from(
-        "version: 1\nmode: allowlist\ntypes:\n  - match: a.*\n    mode: denylist\n"
-    )
+    mixed = policy_from("version: 1\nmode: allowlist\ntypes:\n  - match: a.*\n    mode: denylist\n")
     with pytest.raises(PolicyError, match="types line 4"):
         check_posture(mixed, _settings(require_allowlist=True))
 
