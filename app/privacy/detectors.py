@@ -110,8 +110,10 @@ def redact(text: str) -> str:
         text = _EMAIL.sub(EMAIL, text)
     if ":" in text and ("::" in text or text.count(":") >= 7):
         text = _IPV6.sub(_ip_or_text, text)
+    if _RFC3339.fullmatch(text) is not None:
+        return text
     text = redact_names(text)
-    if _DIGIT.search(text) is None or _RFC3339.fullmatch(text) is not None:
+    if _DIGIT.search(text) is None:
         return text
     text = redact_addresses(text)
     if _NUMBER_RUN.search(text) is None:

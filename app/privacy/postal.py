@@ -93,6 +93,18 @@ _FR_STREET = re.compile(
 # runs in C; a regex alternation would be tried at every position.
 _NUMBER_WORD = re.compile(r"[0-9](?=[0-9A-Za-z]{0,5}\s)")
 _DACH_WORDS: Final = ("stra", "str.", "weg", "platz", "gasse", "allee", "damm", "ring")
+_FR_WORDS: Final = (
+    "rue",
+    "av",
+    "bd",
+    "place",
+    "all",
+    "impasse",
+    "chemin",
+    "quai",
+    "cours",
+    "route",
+)
 _POSTCODE_HINT = re.compile(r"[A-Z][0-9]")
 _US_TAIL_LABELS: Final = frozenset(
     {
@@ -115,9 +127,12 @@ _UNIT_ID = re.compile(r"#?[0-9A-Za-z]{1,5},?")
 
 def redact_addresses(text: str) -> str:
     """`text` with every street address and postcode found replaced by `<ADDRESS>`."""
-    if _NUMBER_WORD.search(text) is not None or _has_any(text.lower(), _DACH_WORDS):
+    lowered = text.lower()
+    if _has_any(lowered, _DACH_WORDS):
         text = _DACH_STREET.sub(ADDRESS, text)
-        text = _FR_STREET.sub(ADDRESS, text)
+    if _NUMBER_WORD.search(text) is not None:
+        if _has_any(lowered, _FR_WORDS):
+            text = _FR_STREET.sub(ADDRESS, text)
         text = _us_streets(text)
     if _POSTCODE_HINT.search(text) is not None:
         text = _POSTCODE.sub(ADDRESS, text)
@@ -198,6 +213,12 @@ _SALUTATION = re.compile(
 )
 
 
+_LABEL = re.compile(
+    r"[NnFfCcRrAa](?<![\w][NnFfCcRrAa])"
+    r"(?:ame|ull\ name|ontact|ustomer|ecipient|ttn\.?|ttention|ardholder)[ \t]*:"
+)
+
+
 def _has_any(text: str, fragments: tuple[str, ...]) -> bool:
     return any(fragment in text for fragment in fragments)
 
@@ -205,7 +226,11 @@ def _has_any(text: str, fragments: tuple[str, ...]) -> bool:
 def redact_names(text: str) -> str:
     """`text` with every name found in a salutation, title, signature or label context
     replaced by `<NAME>` (the context words stay)."""
-    if "\n" not in text and ":" not in text and _SALUTATION.search(text) is None:
+    if (
+        "\n" not in text
+        and _SALUTATION.search(text) is None
+        and (":" not in text or _LABEL.search(text) is None)
+    ):
         return text
     return _NAMES.sub(_name, text)
 
