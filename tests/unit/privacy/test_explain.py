@@ -109,9 +109,11 @@ names:
     text = render(report, "sample.jsonl")
     print(text)
     rows = [line for line in text.splitlines() if line.startswith(("!", "  "))][1:]
-    assert rows[0].startswith("!") and rows[1].startswith("!")
+    assert rows[0].startswith("!")
+    assert rows[1].startswith("!")
     assert {rows[0].split()[1], rows[1].split()[1]} == {"comment", "extensions.deliverynote"}
-    assert "ADDRESS" in text and "PHONE" in text
+    assert "ADDRESS" in text
+    assert "PHONE" in text
     assert "skipped 2 lines (not a CloudEvent): 4, 5" in text
     assert report.flagged == 6
     for value in ("ada@example.com", "7946", "Main Street", "12 Main"):
@@ -131,7 +133,8 @@ def _settings(**privacy: Any) -> Settings:
 def test_production_with_the_shipped_denylist_policy_warns_naming_allowlist_and_preview() -> None:
     warning = check_posture(load_policy(DEFAULT_POLICY_FILE), _settings())
     assert warning is not None
-    assert "allowlist" in warning and PREVIEW_COMMAND in warning
+    assert "allowlist" in warning
+    assert PREVIEW_COMMAND in warning
 
 
 def test_require_allowlist_refuses_a_denylist_policy_and_accepts_an_allowlist() -> None:
