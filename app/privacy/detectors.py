@@ -115,12 +115,13 @@ def redact(text: str) -> str:
     text = redact_names(text)
     if _DIGIT.search(text) is None:
         return text
-    text = redact_addresses(text)
-    if _NUMBER_RUN.search(text) is None:
-        return text
-    if len(text) >= _MIN_IBAN_CHARS:
-        text = _IBAN.sub(_iban_or_text, text)
-    return _NUMBERS.sub(_number, text)
+    if _NUMBER_RUN.search(text) is not None:
+        if len(text) >= _MIN_IBAN_CHARS:
+            text = _IBAN.sub(_iban_or_text, text)
+        text = _NUMBERS.sub(_number, text)
+        if _DIGIT.search(text) is None:
+            return text  # the digits were a phone or a card: no house number is left
+    return redact_addresses(text)
 
 
 def _ip_or_text(match: re.Match[str]) -> str:
