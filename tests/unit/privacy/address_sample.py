@@ -3,7 +3,11 @@
 `ADDRESSES`: free text and the address inside it, as people write it in delivery notes,
 support tickets and comments. `LOOK_ALIKES`: text with numbers next to words that is not
 an address (counts, floors, versions, times, prices, ranks, products), which must come
-back unchanged. Neither list was tuned after measuring: a miss stays in and counts.
+back unchanged. The lists were written together with the detector, and its patterns
+were adjusted after a first measurement (ambiguous suffixes such as `drive` only after
+capitalized words; German street names of two words); one look-alike that is in fact
+address-shaped (`1 Way Street`) was removed. A miss that remains stays in and counts:
+a sample of real, unseen text would measure lower.
 """
 
 from __future__ import annotations
