@@ -1,5 +1,5 @@
 """`python -m app <command>`: serve | consume | migrate | downgrade | maintain | replay |
-contracts | backup | restore | smoke | keys.
+contracts | backup | restore | smoke | keys | privacy.
 
 `serve` runs uvicorn (one process, for development) or, with `--workers N`, gunicorn with
 uvicorn workers and `gunicorn.conf.py` (production). With no `DATABASE_URL` outside
@@ -34,7 +34,11 @@ from app.contracts.registry import ContractError, ContractRegistry
 from app.observability.logging import configure_logging, logging_config
 from app.pipeline.replay import Replayer, ReplayReport
 from app.pipeline.writer import BatchWriter
+from app.privacy.keyring import Keyring
 from app.privacy.policy import PolicyError, load_policy
+from app.privacy.posture import check_posture
+from app.privacy.preview import preview_file, render
+from app.privacy.residual import scan
 from app.smoke import add_smoke_parser, smoke_command
 from app.storage import backup, migrations
 from app.storage.database import create_pool, database_guard
@@ -43,6 +47,7 @@ from app.storage.keys import KeyRepository
 from app.storage.maintenance import maintain
 from app.storage.quarantine import QuarantineFilter, QuarantineRepository
 from app.storage.repository import EventRepository
+from app.storage.residual import ResidualRepository
 
 GUNICORN_CONF = migrations.PROJECT_ROOT / "gunicorn.conf.py"
 log = logging.getLogger("app.cli")
@@ -64,6 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "restore": _restore,
         "smoke": smoke_command,
         "keys": _keys,
+        "privacy": _privacy,
     }[args.command]
     return handler(args, settings)
 
@@ -144,7 +150,44 @@ def _parser() -> argparse.ArgumentParser:
     )
     add_smoke_parser(commands)
     _keys_parser(_command(commands, "keys", "API keys: create, list, revoke, rotate"))
+    _privacy_commands(commands)
     return parser
+
+
+def _privacy_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    privacy = _command(commands, "privacy", "privacy: preview a policy, scan what is stored")
+    actions = privacy.add_subparsers(
+        dest="privacy_command", required=True, metavar="ACTION", help="preview or scan"
+    )
+    preview = _command(
+        actions,
+        "preview",
+        "what a policy would store of sample events, per type and field path (values masked)",
+    )
+    preview.add_argument(
+        "file", type=Path, metavar="FILE.jsonl", help="sample events, one CloudEvent per line"
+    )
+    preview.add_argument(
+        "--policy", type=Path, metavar="P", help="policy file (default: SLUICE_PRIVACY_POLICY_FILE)"
+    )
+    scan = _command(
+        actions,
+        "scan",
+        "look for personal data in stored events and quarantine rows (exit 1 when found)",
+    )
+    scan.add_argument(
+        "--since",
+        type=moment,
+        metavar="WHEN",
+        help=f"rows received (quarantine: last seen) at or after WHEN; default 1d ({_WHEN})",
+    )
+    scan.add_argument(
+        "--sample",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="the newest N events and N quarantine rows (default: 1000)",
+    )
 
 
 class _Formatter(argparse.RawDescriptionHelpFormatter):
@@ -230,7 +273,7 @@ def _configuration_is_valid(settings: Settings) -> bool:
     """The policy and the contracts, checked before anything starts: a defect is one clear
     line here, not a worker's traceback."""
     try:
-        load_policy(settings.privacy.policy_path)
+        check_posture(load_policy(settings.privacy.policy_path), settings)
     except PolicyError as exc:
         print(f"sluice: invalid anonymization policy: {exc}", file=sys.stderr)
         return False
@@ -461,4 +504,40 @@ def _report_or_fail(work: Callable[[], Any]) -> int:
         print(f"sluice: {exc}", file=sys.stderr)
         return 1
     print(orjson.dumps(asdict(report), default=str).decode())
+    return 0
+
+
+def _privacy(args: argparse.Namespace, settings: Settings) -> int:
+    if args.privacy_command == "preview":
+        return _preview(args.file, args.policy or settings.privacy.policy_path, settings)
+    since = args.since or moment("1d")
+    url = _database_url(settings, keep_running=False)
+    found = []
+
+    async def run() -> None:
+        pool = await create_pool(url, settings.db)
+        try:
+            rows = await ResidualRepository(pool).sample(since, args.sample)
+        finally:
+            await pool.close()
+        report = scan(rows)
+        found.append(report.flagged)
+        print(orjson.dumps({"since": since.isoformat(), **report.as_dict()}).decode())
+
+    asyncio.run(run())
+    return 1 if found[0] else 0
+
+
+def _preview(file: Path, policy_path: Path, settings: Settings) -> int:
+    try:
+        policy = load_policy(policy_path)
+    except PolicyError as exc:
+        print(f"sluice: invalid anonymization policy: {exc}", file=sys.stderr)
+        return 2
+    try:
+        report = preview_file(file, policy, Keyring.from_settings(settings.privacy))
+    except OSError as exc:
+        print(f"sluice: cannot read {file}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    print(render(report, str(file)))
     return 0

@@ -153,6 +153,8 @@ class PrivacySettings(_Group):
     pseudonym_key_id: str = Field("k1", pattern=r"^[A-Za-z0-9_-]{1,16}$")
     # Retired keys, still used to find (and erase) rows they wrote: JSON {"k0": "secret"}.
     previous_keys: dict[str, SecretStr] = Field(default_factory=dict)
+    # True: refuse to start with a policy in denylist mode (app/privacy/posture.py).
+    require_allowlist: bool = False
 
     @property
     def policy_path(self) -> Path:

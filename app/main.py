@@ -25,7 +25,7 @@ import httpx
 from fastapi import FastAPI
 from pydantic import SecretStr
 
-from app.api import admin, ingest, operations, quality, quarantine
+from app.api import admin, ingest, operations, privacy, quality, quarantine
 from app.api.dependencies import Services
 from app.api.limits import HeaderLimits
 from app.api.problems import install_problem_handlers
@@ -57,6 +57,7 @@ from app.pipeline.writer import BatchWriter
 from app.privacy.engine import PolicyAnonymizer
 from app.privacy.keyring import Keyring
 from app.privacy.policy import load_policy
+from app.privacy.posture import check_posture
 from app.sources.amqp import AmqpDecoder
 from app.sources.oidc import PushAuthenticator
 from app.storage.database import create_pool, database_guard
@@ -66,6 +67,7 @@ from app.storage.migrations import head_revision
 from app.storage.quality import QualityRepository
 from app.storage.quarantine import QuarantineRepository
 from app.storage.repository import EventRepository
+from app.storage.residual import ResidualRepository
 from app.storage.subjects import SubjectRepository
 
 log = logging.getLogger(__name__)
@@ -87,6 +89,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(admin.router)
     app.include_router(quarantine.router)
     app.include_router(quality.router)
+    app.include_router(privacy.router)
     push = pubsub_router(settings)
     if push is not None:
         app.include_router(push)
@@ -105,14 +108,15 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
 
 
-@asynccontextmanager
-async def pipeline(settings: Settings) -> AsyncIterator[Services]:
-    """Everything between a source and PostgreSQL, shared by the web and consumer processes."""
-    if settings.database_url is None:
-        raise RuntimeError("DATABASE_URL is not set (python -m app serve starts an embedded one)")
-    # Before anything connects: a bad policy must stop the start, not the first event.
+def _rules(settings: Settings) -> tuple[Keyring, PolicyAnonymizer, ContractChecker]:
+    """The keys, the policy and the contracts, loaded before anything connects: a bad
+    policy must stop the start, not the first event. Warns about unsafe defaults."""
     keyring = Keyring.from_settings(settings.privacy)
-    anonymizer = PolicyAnonymizer(load_policy(settings.privacy.policy_path), keyring)
+    policy = load_policy(settings.privacy.policy_path)
+    posture = check_posture(policy, settings)  # raises when an allowlist is required
+    if posture is not None:
+        log.warning(posture)
+    anonymizer = PolicyAnonymizer(policy, keyring)
     log.info("anonymization policy loaded", extra={"policy_version": anonymizer.policy_version})
     checker = ContractChecker.from_settings(settings.contracts, settings.quality)
     log.info("data contracts loaded", extra={"contracts": len(checker.registry)})
@@ -123,6 +127,15 @@ async def pipeline(settings: Settings) -> AsyncIterator[Services]:
             DEVELOPMENT_PSEUDONYM_KEY,
         )
     _warn_if_open(settings)
+    return keyring, anonymizer, checker
+
+
+@asynccontextmanager
+async def pipeline(settings: Settings) -> AsyncIterator[Services]:
+    """Everything between a source and PostgreSQL, shared by the web and consumer processes."""
+    if settings.database_url is None:
+        raise RuntimeError("DATABASE_URL is not set (python -m app serve starts an embedded one)")
+    keyring, anonymizer, checker = _rules(settings)
     pool = await create_pool(settings.database_url, settings.db)
     http = httpx.AsyncClient()  # outbound: Google's certificates for push tokens
     roles = contextlib.AsyncExitStack()
@@ -185,6 +198,7 @@ async def pipeline(settings: Settings) -> AsyncIterator[Services]:
                 rate_per_s=settings.auth.rate_limit_per_s, burst=settings.auth.rate_limit_burst
             ),
             audit=AuditRepository(pool),
+            residual=ResidualRepository(pool),
         )
         _tune_garbage_collector()
         background = [

@@ -12,6 +12,7 @@ from typing import Any, NoReturn
 
 from app.config import BatchSettings, DatabaseSettings
 from bench import cpu, database
+from bench.anonymization import address_line
 from bench.beam import BeamRun, measure_beam
 from bench.consumer import ConsumerRun, broker_url, measure_consumer
 from bench.copy_ceiling import measure_copy
@@ -232,6 +233,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("bench: interrupted; the scratch database was dropped", file=sys.stderr)
         return 130
     print(render(result))
+    print(address_line())  # in this process: the free-text address and name detectors' share
     path, line = write_json(result)
     print(f"bench: figures written to {path}")
     print(line)

@@ -24,6 +24,7 @@ from app.storage.keys import AuditRepository
 from app.storage.quality import QualityRepository
 from app.storage.quarantine import QuarantineRepository
 from app.storage.repository import EventRepository
+from app.storage.residual import ResidualRepository
 from app.storage.subjects import SubjectRepository
 
 
@@ -48,6 +49,7 @@ class Services:
     keys: KeyStore | None = None  # None: no credential is valid (every guarded route 401s)
     rate_limiter: RateLimiter | None = None
     audit: AuditRepository | None = None
+    residual: ResidualRepository | None = None  # the residual-PII scan's reads
 
 
 async def get_services(request: Request) -> Services:

@@ -307,3 +307,25 @@ async def sample_pool(pool: _Pool, every_s: float = 1.0) -> None:
         idle.set(free)
         most.set(pool.get_max_size())
         await asyncio.sleep(every_s)
+
+
+RESIDUAL_PII = Gauge(
+    "sluice_residual_pii_findings",
+    "Stored strings a free-text detector flagged in the last residual-PII scan (python -m app "
+    "privacy scan, GET /admin/privacy/scan), by table (events, quarantine) and tag.",
+    ["table", "tag"],
+    multiprocess_mode="mostrecent",
+)
+RESIDUAL_TABLES = ("events", "quarantine")
+RESIDUAL_TAGS = ("EMAIL", "PHONE", "IP", "CARD", "IBAN", "ADDRESS", "NAME")
+
+
+def record_residual_findings(counts: Iterable[tuple[str, str, int]]) -> None:
+    """Sets every (table, tag) of the gauge from one scan: zero where it found nothing, so
+    an alert clears once the data is fixed."""
+    totals = _Tally[tuple[str, str]]()
+    for table, tag, count in counts:
+        totals[table, tag] += count
+    for table in RESIDUAL_TABLES:
+        for tag in RESIDUAL_TAGS:
+            RESIDUAL_PII.labels(table=table, tag=tag).set(totals[table, tag])

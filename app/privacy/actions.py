@@ -207,8 +207,9 @@ class GeneralizeNumber(Action):
 @registered
 @dataclass(frozen=True, slots=True)
 class RedactText(Action):
-    """Replace e-mail addresses, phone numbers, IPs, valid card numbers and IBANs in
-    free text by `<EMAIL>`, `<PHONE>`, `<IP>`, `<CARD>`, `<IBAN>`; non-strings unchanged."""
+    """Replace e-mail addresses, phone numbers, IPs, valid card numbers, IBANs, postal
+    addresses and names in context in free text by `<EMAIL>`, `<PHONE>`, `<IP>`, `<CARD>`,
+    `<IBAN>`, `<ADDRESS>`, `<NAME>` (`detectors.redact`); non-strings unchanged."""
 
     name: ClassVar[str] = "redact_text"
 

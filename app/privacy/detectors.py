@@ -2,14 +2,17 @@
 
 `redact(text)` replaces e-mail addresses with `<EMAIL>`, phone numbers with `<PHONE>`,
 IPv4 and IPv6 addresses with `<IP>`, payment-card numbers that pass the Luhn check with
-`<CARD>` and IBANs that pass the ISO 13616 mod-97 check with `<IBAN>`. Everything else is
-returned unchanged, character for character.
+`<CARD>`, IBANs that pass the ISO 13616 mod-97 check with `<IBAN>`, and (`postal.py`)
+street addresses and postcodes with `<ADDRESS>` and names in salutations, signatures and
+`Name:` labels with `<NAME>`. Everything else is returned unchanged, character for
+character.
 
 It is a heuristic, deliberately biased towards redacting: a false positive costs a few
 characters of an analytics field, a false negative puts personal data on disk. What it
 knowingly leaves alone (documented in docs/privacy.md):
 
-- names, street addresses and anything else with no recognisable shape;
+- names outside a salutation, signature or label, addresses in formats `postal.py` does
+  not list, and anything else with no recognisable shape;
 - digit runs with no separator and no leading `+` (`5558675309`): indistinguishable from
   order numbers and timestamps, so they are not taken for phone numbers;
 - phone numbers written with fewer than 9 digits unless they start with `+`;
@@ -33,11 +36,14 @@ import ipaddress
 import re
 from typing import Final
 
+from app.privacy.postal import ADDRESS, NAME, redact_addresses, redact_names
+
 EMAIL: Final = "<EMAIL>"
 PHONE: Final = "<PHONE>"
 IP: Final = "<IP>"
 CARD: Final = "<CARD>"
 IBAN: Final = "<IBAN>"
+__all__ = ["ADDRESS", "CARD", "EMAIL", "IBAN", "IP", "NAME", "PHONE", "redact"]
 
 _CARD_DIGITS = range(13, 20)  # ISO/IEC 7812: 13 to 19 digits
 _PHONE_DIGITS_INTERNATIONAL = range(8, 16)  # E.164: at most 15 digits, country code included
@@ -91,6 +97,7 @@ _RFC3339 = re.compile(
     r"[0-9]{4}-[0-9]{2}-[0-9]{2}(?:[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?"
     r"(?:[Zz]|[+-][0-9]{2}:[0-9]{2}))?"
 )
+_DIGIT = re.compile(r"[0-9]")
 _NOT_DIGIT = re.compile(r"[^0-9]")
 _DIGIT_GROUP = re.compile(r"[0-9]+")
 _MIN_IBAN_CHARS = 15
@@ -103,11 +110,18 @@ def redact(text: str) -> str:
         text = _EMAIL.sub(EMAIL, text)
     if ":" in text and ("::" in text or text.count(":") >= 7):
         text = _IPV6.sub(_ip_or_text, text)
-    if _NUMBER_RUN.search(text) is None or _RFC3339.fullmatch(text) is not None:
+    if _RFC3339.fullmatch(text) is not None:
         return text
-    if len(text) >= _MIN_IBAN_CHARS:
-        text = _IBAN.sub(_iban_or_text, text)
-    return _NUMBERS.sub(_number, text)
+    text = redact_names(text)
+    if _DIGIT.search(text) is None:
+        return text
+    if _NUMBER_RUN.search(text) is not None:
+        if len(text) >= _MIN_IBAN_CHARS:
+            text = _IBAN.sub(_iban_or_text, text)
+        text = _NUMBERS.sub(_number, text)
+        if _DIGIT.search(text) is None:
+            return text  # the digits were a phone or a card: no house number is left
+    return redact_addresses(text)
 
 
 def _ip_or_text(match: re.Match[str]) -> str:

@@ -1,7 +1,8 @@
 """Acceptance: no raw personal data reaches disk, logs, metrics or exported spans.
 
 Events carrying known personal data in every place an event can carry it (subject,
-extension attributes, nested `data`, arrays, free text, binary mode, malformed events
+extension attributes, nested `data`, arrays, free text with e-mail addresses, phone
+numbers, cards, IBANs and postal addresses in five countries' formats, binary mode, malformed events
 that end in quarantine, the admin endpoints' own inputs) go through a real service
 process. Then a `pg_dump` of its whole database, everything the process logged, its
 `/metrics` and every span it exported over OTLP (into a real receiver) are searched for
@@ -54,7 +55,24 @@ PLANTED = [
     "hunter2-planted-password",
     "tok_planted_5f1e2d",
     "1987-03-14",
+    # Postal addresses in free text (data, an extension attribute, quarantine rows).
+    "1600 Pennsylvania Avenue",
+    "Pennsylvania Avenue NW",
+    "221B Baker Street",
+    "Baker Street",
+    "NW1 6XE",
+    "SW1A 2AA",
+    "D02 X285",
+    "Hauptstraße 5",
+    "Berliner Straße 12a",
+    "12 rue de la Paix",
+    "rue de la Paix",
 ]
+ADDRESSES = (
+    "Ship to 1600 Pennsylvania Avenue NW, Washington, DC 20500, or to 221B Baker Street, "
+    "London NW1 6XE; returns: 10 Downing Street, London SW1A 2AA; Dublin office D02 X285; "
+    "Lager Hauptstraße 5, 10115 Berlin or Berliner Straße 12a; Paris: 12 rue de la Paix."
+)
 
 
 def _policy(tmp_path: Path, mode: str) -> Path:
@@ -69,14 +87,15 @@ def _events(source: str) -> list[dict[str, object]]:
     free_text = (
         "Please contact bob.planted@example.org or call +1 (555) 867-5309 / 555-867-5309; "
         "logged in from 198.51.100.23 and 2001:db8:85a3::8a2e:370:7334, paid with "
-        "4111111111111111, refund to GB82 WEST 1234 5698 7654 32."
-    )
+        "4111111111111111, refund to GB82 WEST 1234 5698 7654 32. "
+    ) + ADDRESSES
     return [
         make_event(
             source,
             "full",
             subject=SUBJECT,
             email="carol.planted@example.io",  # an extension attribute
+            deliverynote=ADDRESSES,  # free text in an extension attribute
             data={
                 "user": {
                     "email": "alice.planted@example.com",
@@ -112,7 +131,13 @@ def _events(source: str) -> list[dict[str, object]]:
             if k != "id"
         },
         # Malformed in another way: a bad specversion, personal data in an extension.
-        make_event(source, "bad", specversion="0.3", email="carol.planted@example.io"),
+        make_event(
+            source,
+            "bad",
+            specversion="0.3",
+            email="carol.planted@example.io",
+            deliverynote=ADDRESSES,
+        ),
         make_event(
             source, "to-erase", subject=ERASED, data={"note": "mail bob.planted@example.org"}
         ),

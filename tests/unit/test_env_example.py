@@ -43,6 +43,8 @@ def test_documented_values_are_the_defaults() -> None:
         shown = documented[name]
         if default is None:
             assert shown == "", name
+        elif isinstance(default, bool):  # bool("false") is True: compare the words
+            assert shown.lower() == str(default).lower(), name
         elif isinstance(default, dict | list):
             assert orjson.loads(shown) == default, name
         else:
