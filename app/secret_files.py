@@ -30,6 +30,9 @@ SECRET_SETTINGS = frozenset(
     {
         "DATABASE_URL",
         "SLUICE_DB_PASSWORD",
+        "SLUICE_DB_OWNER_URL",
+        "SLUICE_DB_MAINTAINER_URL",
+        "SLUICE_DB_ERASER_URL",
         "AMQP_URL",
         "SLUICE_ADMIN_TOKEN",
         "SLUICE_PRIVACY_PSEUDONYM_KEY",

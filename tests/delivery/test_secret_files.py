@@ -27,6 +27,9 @@ def test_every_secret_setting_reads_its_file(
         "SLUICE_ADMIN_TOKEN": "admin-token-from-a-file",
         "SLUICE_PRIVACY_PSEUDONYM_KEY": "pseudonym-key-from-a-file",
         "SLUICE_PRIVACY_PREVIOUS_KEYS": '{"k0": "retired-key"}',
+        "SLUICE_DB_OWNER_URL": "postgresql://owner@db.internal/sluice",
+        "SLUICE_DB_MAINTAINER_URL": "postgresql://maintainer@db.internal/sluice",
+        "SLUICE_DB_ERASER_URL": "postgresql://eraser@db.internal/sluice",
     }
     assert set(values) == SECRET_SETTINGS
     for name, value in values.items():
@@ -39,6 +42,8 @@ def test_every_secret_setting_reads_its_file(
     assert settings.admin_token == SecretStr(values["SLUICE_ADMIN_TOKEN"])
     assert settings.privacy.pseudonym_key == SecretStr(values["SLUICE_PRIVACY_PSEUDONYM_KEY"])
     assert settings.privacy.previous_keys == {"k0": SecretStr("retired-key")}
+    assert settings.db.owner_url == SecretStr(values["SLUICE_DB_OWNER_URL"])
+    assert settings.db.eraser_url == SecretStr(values["SLUICE_DB_ERASER_URL"])
 
 
 def test_the_environment_wins_over_the_file(

@@ -297,7 +297,13 @@ def test_deploy_then_automatic_rollback_of_a_broken_release(
         "sluice_port": port,
         "sluice_workers": 1,
         "sluice_env": "production",
-        "sluice_settings": {"SLUICE_PUBSUB_ENABLED": "false", "SLUICE_LOG_LEVEL": "WARNING"},
+        # Ingest open on purpose (production refuses it otherwise, docs/security.md): the
+        # smoke check posts without a key. The deploy itself is what this test proves.
+        "sluice_settings": {
+            "SLUICE_PUBSUB_ENABLED": "false",
+            "SLUICE_LOG_LEVEL": "WARNING",
+            "SLUICE_AUTH_INGEST": "open",
+        },
         "sluice_secrets": {
             "DATABASE_URL": fresh_database,
             "SLUICE_PRIVACY_PSEUDONYM_KEY": uuid.uuid4().hex,
