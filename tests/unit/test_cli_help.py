@@ -17,7 +17,6 @@ def _readme_synopses() -> dict[str, str]:
     block = readme.split("## Commands", 1)[1].split("```text", 1)[1].split("```", 1)[0]
     nested = {name for name, sub in _subparsers(cli._parser()).items() if _subparsers(sub)}
     synopses = {}
-    nested = set(_subparsers())
     for line in block.splitlines():
         if line.startswith("python -m app "):
             words = line.split("#", 1)[0].split()[3:]
