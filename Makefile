@@ -3,8 +3,9 @@ SHELL := /bin/bash
 .SHELLFLAGS := -eo pipefail -c
 PY := .venv/bin/python
 STAMP := .venv/.installed
-# This machine's pip config names an index folder that is sometimes absent; its warnings are noise.
-QUIET_PIP := grep -v '^WARNING: Location' || true
+# This machine's pip config names an index folder that is sometimes absent; its warnings are
+# noise. Only grep's own "nothing left" status is forgiven: a failed pip still fails make.
+QUIET_PIP := { grep -v '^WARNING: Location' || true; }
 
 .PHONY: install run test lint bench migrate clean tools tools-k8s tools-faults tools-delivery tools-beam tools-auth tools-observability bench-beam lint-deploy audit wheel deploy lock crd-schemas chart-readme
 
