@@ -146,3 +146,24 @@ def test_too_wide_json_is_a_documented_rejection() -> None:
     (candidate,) = AMQP.decode(AmqpMessage(orjson.dumps(deep), "application/json"))
     assert candidate.rejection is not None
     assert candidate.rejection.code == "request.json_too_complex"
+
+
+def test_width_is_judged_per_object_not_per_body() -> None:
+    """Many narrow events hold more members in all than one object may: accepted; one
+    wide object among them, however deep, is still refused (the colon count only ever
+    spares the walk where no object can be too wide)."""
+    narrow = {"specversion": "1.0", "id": "1", "source": "/s", "type": "t", "data": {"a": 1}}
+    batch = orjson.dumps([narrow] * LIMITS.max_json_object_keys)
+    assert len(HTTP.decode(_json_request(batch))) == LIMITS.max_json_object_keys
+    wide = orjson.dumps({f"k{i}": i for i in range(LIMITS.max_json_object_keys + 1)})
+    # Deeper than orjson writes (254 levels), so built by hand: the walk must still run.
+    deep = b"[" * 300 + wide + b"]" * 300
+    for data in (b'{"x":[' + wide + b"]}", deep):
+        hidden = orjson.dumps(narrow)[:-1].replace(b'{"a":1}', data) + b"}"
+        with pytest.raises(RequestRejected) as rejected:
+            HTTP.decode(_json_request(batch[:-1] + b"," + hidden + b"]"))
+        assert rejected.value.code == "request.json_too_complex"
+
+
+def _json_request(body: bytes) -> HttpRequest:
+    return HttpRequest({"content-type": "application/json"}, body)
