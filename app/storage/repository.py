@@ -221,8 +221,10 @@ class EventRepository:
         """Store new events and quarantine rows atomically; say which keys were new and
         which belong to suppressed subjects (neither stored nor claimed).
 
-        `events` must hold each `(source, id)` at most once and should be sorted by it:
-        concurrent batches that claim overlapping keys in different orders deadlock.
+        `events` must hold each `(source, id)` at most once (`BatchWriter` sees to it):
+        a repeat would be stored twice, as `events` has no unique constraint of its own.
+        It should be sorted by key: concurrent batches that claim overlapping keys in
+        different orders deadlock.
         """
         with mapped_errors("write_batch"):
             rows = await self._pool.fetch(

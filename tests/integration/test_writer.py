@@ -139,11 +139,15 @@ async def test_every_field_of_a_batch_row_reaches_its_column(
     assert (row["type"], row["specversion"], row["time"]) == (full.type, "1.0", full.time)
     assert (row["subject_pseudonym"], row["pseudonym_key_id"]) == ("p" * 64, "k7")
     assert (row["datacontenttype"], row["dataschema"]) == (full.datacontenttype, full.dataschema)
-    assert row["data_text"] == '{"n": [1, "ü", null]}' and row["data_is_base64"] is True
+    assert row["data_text"] == '{"n": [1, "ü", null]}'
+    assert row["data_is_base64"] is True
     assert row["ext_text"] == '{"traceparent": "00-ab"}'
     assert (row["policy_version"], row["contract_version"]) == ("policy@1", "com.example.full@2")
     assert row["violations_text"] == '[{"code": "type", "field": "/n"}]'
     assert row["received_at"] == received_at
     empty = rows["sparse"]
-    assert empty["time"] is None and empty["data_text"] is None and empty["violations"] is None
-    assert empty["ext_text"] == "{}" and empty["subject_pseudonym"] is None
+    assert empty["time"] is None
+    assert empty["data_text"] is None
+    assert empty["violations"] is None
+    assert empty["ext_text"] == "{}"
+    assert empty["subject_pseudonym"] is None
