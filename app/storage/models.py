@@ -33,6 +33,11 @@ NAMING_CONVENTION = {
 }
 
 
+# Text that B-trees of the write path compare: bytewise, no `strcoll` per comparison, and no
+# index order a C library upgrade can change (migration 20261202_write_path).
+KEY_TEXT = Text(collation="C")
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
@@ -41,12 +46,14 @@ class Event(Base):
     """Stored events, range-partitioned by `received_at` (partitions: `events_pYYYYMMDD`).
 
     Uniqueness of `(source, id)` across partitions is `EventKey`'s job: a partitioned
-    table's unique constraints must include the partition key.
+    table's unique constraints must include the partition key. The table has no primary
+    key of its own: `(source, id, received_at)` would be a second B-tree over the keys
+    `event_keys` already holds unique, paid on every insert and read by no query (the
+    ORM's identity below is for mapping only). Key columns compare bytes (`C`).
     """
 
     __tablename__ = "events"
     __table_args__ = (
-        PrimaryKeyConstraint("source", "id", "received_at"),
         Index("ix_events_type_received_at", "type", "received_at"),
         Index(
             "ix_events_subject_pseudonym",
@@ -55,13 +62,14 @@ class Event(Base):
         ),
         {"postgresql_partition_by": "RANGE (received_at)"},
     )
+    __mapper_args__ = {"primary_key": ["source", "id", "received_at"]}  # noqa: RUF012 - SQLAlchemy's declaration
 
-    source: Mapped[str] = mapped_column(Text)
-    id: Mapped[str] = mapped_column(Text)
-    type: Mapped[str] = mapped_column(Text)
+    source: Mapped[str] = mapped_column(KEY_TEXT)
+    id: Mapped[str] = mapped_column(KEY_TEXT)
+    type: Mapped[str] = mapped_column(KEY_TEXT)
     specversion: Mapped[str] = mapped_column(Text)
     time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    subject_pseudonym: Mapped[str | None] = mapped_column(Text)
+    subject_pseudonym: Mapped[str | None] = mapped_column(KEY_TEXT)
     pseudonym_key_id: Mapped[str | None] = mapped_column(Text)
     datacontenttype: Mapped[str | None] = mapped_column(Text)
     dataschema: Mapped[str | None] = mapped_column(Text)
@@ -88,8 +96,8 @@ class EventKey(Base):
         Index("ix_event_keys_first_seen_at", "first_seen_at", postgresql_using="brin"),
     )
 
-    source: Mapped[str] = mapped_column(Text)
-    id: Mapped[str] = mapped_column(Text)
+    source: Mapped[str] = mapped_column(KEY_TEXT)
+    id: Mapped[str] = mapped_column(KEY_TEXT)
     first_seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
@@ -156,7 +164,7 @@ class SuppressedSubject(Base):
 
     __tablename__ = "suppressed_subjects"
 
-    subject_pseudonym: Mapped[str] = mapped_column(Text, primary_key=True)
+    subject_pseudonym: Mapped[str] = mapped_column(KEY_TEXT, primary_key=True)
     key_id: Mapped[str] = mapped_column(Text)
     suppressed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 

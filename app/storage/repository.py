@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import operator
 import re
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
@@ -61,19 +62,37 @@ class BatchResult:
     suppressed: set[tuple[str, str]]
 
 
+# The batch's events as `event_batch_row_v1` values (migration 20261202_write_path), in
+# the type's field order: asyncpg encodes the array of tuples in binary, PostgreSQL reads
+# it without parsing. One JSON document instead (`json_to_recordset`, before) cost
+# PostgreSQL about 7 µs more per event, lexing it and then each payload a second time.
+BATCH_ROW_FIELDS = (
+    "source",
+    "id",
+    "type",
+    "specversion",
+    "time",
+    "subject_pseudonym",
+    "pseudonym_key_id",
+    "datacontenttype",
+    "dataschema",
+    "data_json",
+    "data_is_base64",
+    "extensions_json",
+    "policy_version",
+    "subject_lookup",
+    "contract_version",
+    "violations_json",
+)
+_BATCH_ROW = operator.attrgetter(*BATCH_ROW_FIELDS)
+
 # One statement, one round trip, one transaction: keys that are new claim their events'
 # rows; keys already present mean duplicates; events of suppressed subjects are neither
-# stored nor claimed; refused events land in quarantine. Each side of the batch travels as
-# one JSON array (the dataclasses, serialized by orjson): encoding fourteen typed arrays
-# row by row cost the service three times the CPU, and PostgreSQL no less.
+# stored nor claimed; refused events land in quarantine (a JSON array: rare, and its
+# rows are grouped by fingerprint first). docs/benchmarks.md compares the alternatives.
 WRITE_BATCH = """
 WITH incoming AS (
-    SELECT * FROM json_to_recordset($1::json) AS t(
-        source text, id text, type text, specversion text, time timestamptz,
-        subject_pseudonym text, pseudonym_key_id text, datacontenttype text,
-        dataschema text, data_json text, data_is_base64 boolean, extensions_json text,
-        policy_version text, subject_lookup text, contract_version text,
-        violations_json text)
+    SELECT * FROM unnest($1::event_batch_row_v1[])
 ),
 suppressed AS (
     SELECT i.source, i.id FROM incoming i
@@ -202,13 +221,15 @@ class EventRepository:
         """Store new events and quarantine rows atomically; say which keys were new and
         which belong to suppressed subjects (neither stored nor claimed).
 
-        `events` must hold each `(source, id)` at most once and should be sorted by it:
-        concurrent batches that claim overlapping keys in different orders deadlock.
+        `events` must hold each `(source, id)` at most once (`BatchWriter` sees to it):
+        a repeat would be stored twice, as `events` has no unique constraint of its own.
+        It should be sorted by key: concurrent batches that claim overlapping keys in
+        different orders deadlock.
         """
         with mapped_errors("write_batch"):
             rows = await self._pool.fetch(
                 WRITE_BATCH,
-                orjson.dumps(events).decode(),
+                list(map(_BATCH_ROW, events)),
                 received_at,
                 quarantine_rows_json(quarantine),
             )

@@ -11,7 +11,7 @@ import pytest
 
 from app.config import DatabaseSettings
 from app.errors import ErrorCode
-from app.model.events import AnonymizedEvent
+from app.model.events import AnonymizedEvent, Transport
 from app.model.outcomes import Outcome
 from app.pipeline.writer import BatchWriter
 from app.storage.database import create_pool
@@ -93,3 +93,61 @@ async def test_a_dropped_partition_is_recreated_and_the_write_retried(
 
     assert outcomes == [Outcome.STORED]
     assert await db.fetchval("SELECT count(*) FROM events WHERE source = $1", source) == 1
+
+
+async def test_every_field_of_a_batch_row_reaches_its_column(
+    repository: EventRepository, db: asyncpg.Connection
+) -> None:
+    """The batch travels as `event_batch_row_v1` tuples in field order: a field out of
+    place, a lost microsecond or time zone, or a JSON column not parsed would show here."""
+    source = unique_source()
+    full = AnonymizedEvent(
+        specversion="1.0",
+        id="full",
+        source=source,
+        type="com.example.full",
+        time=datetime(2026, 12, 2, 10, 11, 12, 345678, tzinfo=UTC),
+        subject_pseudonym="p" * 64,
+        pseudonym_key_id="k7",
+        datacontenttype="application/json",
+        dataschema="https://example.com/schema",
+        data_json='{"n": [1, "ü", null]}',
+        data_is_base64=True,
+        extensions_json='{"traceparent": "00-ab"}',
+        size=100,
+        transport=Transport.HTTP,
+        policy_version="policy@1",
+        subject_lookup="p" * 64,
+        contract_version="com.example.full@2",
+        violations_json='[{"code": "type", "field": "/n"}]',
+    )
+    sparse = anonymized_event(source, "sparse", data_json=None)
+    received_at = datetime.now(UTC)
+
+    result = await repository.write_batch([full, sparse], [], received_at=received_at)
+
+    assert result.new == {full.key, sparse.key}
+    rows = {
+        row["id"]: row
+        for row in await db.fetch(
+            "SELECT *, data::text AS data_text, extensions::text AS ext_text,"
+            " violations::text AS violations_text FROM events WHERE source = $1",
+            source,
+        )
+    }
+    row = rows["full"]
+    assert (row["type"], row["specversion"], row["time"]) == (full.type, "1.0", full.time)
+    assert (row["subject_pseudonym"], row["pseudonym_key_id"]) == ("p" * 64, "k7")
+    assert (row["datacontenttype"], row["dataschema"]) == (full.datacontenttype, full.dataschema)
+    assert row["data_text"] == '{"n": [1, "ü", null]}'
+    assert row["data_is_base64"] is True
+    assert row["ext_text"] == '{"traceparent": "00-ab"}'
+    assert (row["policy_version"], row["contract_version"]) == ("policy@1", "com.example.full@2")
+    assert row["violations_text"] == '[{"code": "type", "field": "/n"}]'
+    assert row["received_at"] == received_at
+    empty = rows["sparse"]
+    assert empty["time"] is None
+    assert empty["data_text"] is None
+    assert empty["violations"] is None
+    assert empty["ext_text"] == "{}"
+    assert empty["subject_pseudonym"] is None
