@@ -24,6 +24,7 @@ from bench.openloop import RatePlan
 from bench.peers import competent, naive
 from bench.report import (
     RESULTS_DIR,
+    Row,
     Run,
     as_json,
     passed,
@@ -74,6 +75,7 @@ def _parser() -> argparse.ArgumentParser:
     add("--consumer-messages", type=int, default=50_000, help="pre-filled messages (0: skip)")
     add("--consumers", type=int, default=0, help="consumer processes (0: as many as --workers)")
     add("--beam-events", type=int, default=0, help="archived events for Beam (0: skip)")
+    add("--write-docs", action="store_true", help="put the table into docs/benchmarks.md")
     add("--results", type=Path, default=RESULTS_DIR, help="folder for the JSON figures")
     add("--tracing-duration", type=float, default=8.0, help="s per tracing setting (0: skip)")
     return parser
@@ -290,6 +292,14 @@ def _run(args: argparse.Namespace) -> Run:
     return run
 
 
+DOCS_MARKERS = ("<!-- bench:start -->", "<!-- bench:end -->")
+
+
+def _docs_block(run: Run, table: list[Row]) -> str:
+    settings = "\n".join(f"    {name:<12} {value}" for name, value in run.settings.items())
+    return f"Settings in force:\n\n{settings}\n\n{render_table(table)}"
+
+
 def _terminate(signum: int, _: object) -> NoReturn:
     raise SystemExit(128 + signum)  # unwinds through every cleanup, like Ctrl-C
 
@@ -309,6 +319,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(render_table(table))
     verdict = "PASS" if passed(table) else "FAIL"
     path = write_json(as_json(run, table), args.results)
+    if args.write_docs:
+        scaling.write_docs(_docs_block(run, table), markers=DOCS_MARKERS)
     print(f"\nbench: {verdict}; figures written to {path} and {path.parent / 'latest.json'}")
     return 0 if passed(table) else 1
 

@@ -192,10 +192,13 @@ def chart(data: dict[str, Any], path: Path = CHART) -> Path:
     return path
 
 
-def write_docs(markdown: str, docs: Path = DOCS / "benchmarks.md") -> None:
+def write_docs(
+    markdown: str, markers: tuple[str, str] = MARKERS, docs: Path = DOCS / "benchmarks.md"
+) -> None:
+    """Replace what stands between `markers` in docs/benchmarks.md with `markdown`."""
     text = docs.read_text()
-    start, end = (text.index(marker) for marker in MARKERS)
-    docs.write_text(text[: start + len(MARKERS[0])] + "\n" + markdown + "\n" + text[end:])
+    start, end = (text.index(marker) for marker in markers)
+    docs.write_text(text[: start + len(markers[0])] + "\n" + markdown + "\n" + text[end:])
 
 
 def _parser() -> argparse.ArgumentParser:
