@@ -29,6 +29,8 @@ from bench.report import (
     as_json,
     passed,
     render_details,
+    render_runs,
+    render_settings,
     render_table,
     rows,
     write_json,
@@ -112,7 +114,6 @@ def _settings(args: argparse.Namespace, where: str, admin: str) -> dict[str, Any
         "machine": _machine(),
         "database": f"{where}, PostgreSQL {database.server_version(admin)}",
         "commit": _commit(),
-        "overload_s": args.overload_duration,
     }
 
 
@@ -271,7 +272,11 @@ def _tracing(args: argparse.Namespace, run: Run, url: str) -> None:
 
 def _run(args: argparse.Namespace) -> Run:
     admin, where = database.admin_url()
-    run = Run(settings=_settings(args, where, admin), scaling=scaling.latest())
+    run = Run(
+        settings=_settings(args, where, admin),
+        overload_s=args.overload_duration,
+        scaling=scaling.latest(),
+    )
     _say(f"PostgreSQL ({where}); creating a scratch database")
     with database.scratch_database(admin) as url:
         if "copy" in args.sections:
@@ -295,9 +300,10 @@ def _run(args: argparse.Namespace) -> Run:
 DOCS_MARKERS = ("<!-- bench:start -->", "<!-- bench:end -->")
 
 
-def _docs_block(run: Run, table: list[Row]) -> str:
-    settings = "\n".join(f"    {name:<12} {value}" for name, value in run.settings.items())
-    return f"Settings in force:\n\n{settings}\n\n{render_table(table)}"
+def _docs_block(run: Run, table: list[Row], when: str) -> str:
+    """The run as docs/benchmarks.md shows it: when, the settings, each run's line, the table."""
+    details = "\n".join(["```", *render_settings(run), "", *render_runs(run), "```"])
+    return f"`make bench` of {when}:\n\n{details}\n\n{render_table(table)}"
 
 
 def _terminate(signum: int, _: object) -> NoReturn:
@@ -318,9 +324,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     print()
     print(render_table(table))
     verdict = "PASS" if passed(table) else "FAIL"
-    path = write_json(as_json(run, table), args.results)
+    document = as_json(run, table)
+    path = write_json(document, args.results)
     if args.write_docs:
-        scaling.write_docs(_docs_block(run, table), markers=DOCS_MARKERS)
+        scaling.write_docs(_docs_block(run, table, document["when"]), markers=DOCS_MARKERS)
     print(f"\nbench: {verdict}; figures written to {path} and {path.parent / 'latest.json'}")
     return 0 if passed(table) else 1
 

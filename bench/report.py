@@ -59,6 +59,7 @@ class Run:
     """Everything one `python -m bench` measured; None: that part did not run."""
 
     settings: dict[str, Any]
+    overload_s: float = 60.0
     copy: CopyResult | None = None
     sluice: Throughput | None = None
     competent: Throughput | None = None
@@ -256,8 +257,7 @@ def latency_rows(run: Run) -> list[Row]:
 
 def overload_row(run: Run) -> Row:
     overload = run.overload
-    seconds = run.settings.get("overload_s", 60)
-    figure = f"peak RSS per worker over {seconds:g} s at 5 x the sustainable load"
+    figure = f"peak RSS per worker over {run.overload_s:g} s at 5 x the sustainable load"
     target = f"< {MAX_RSS_MIB:.0f} MiB, excess 429/503"
     if overload is None or not overload.rss_peak_mib:
         return _skip("7", figure, target, "not run")
@@ -417,9 +417,17 @@ def render_table(table: list[Row]) -> str:
 
 def render_details(run: Run) -> str:
     """What lies behind the rows: the settings in force and each run's own figures."""
-    lines = ["", "── Sluice bench: settings in force ──"]
-    lines += [f"{name:<16} {value}" for name, value in run.settings.items()]
-    lines += ["", "── runs ──"]
+    lines = ["", "── Sluice bench: settings in force ──", *render_settings(run)]
+    lines += ["", "── runs ──", *render_runs(run)]
+    return "\n".join(lines)
+
+
+def render_settings(run: Run) -> list[str]:
+    return [f"{name:<16} {value}" for name, value in run.settings.items()]
+
+
+def render_runs(run: Run) -> list[str]:
+    lines = []
     for name, figures in (
         ("sluice", run.sluice),
         ("competent peer", run.competent),
@@ -463,7 +471,7 @@ def render_details(run: Run) -> str:
             )
         )
     lines += run.notes
-    return "\n".join(lines)
+    return lines
 
 
 def _throughput_line(name: str, figures: Throughput) -> str:

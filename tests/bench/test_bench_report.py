@@ -67,7 +67,7 @@ def test_rows_pass_and_fail_on_their_targets() -> None:
 
 
 def test_overload_fails_when_the_client_had_to_shed() -> None:
-    run = Run(settings={"overload_s": 60.0})
+    run = Run(settings={}, overload_s=60.0)
     run.overload = OpenLoop(
         planned_per_s=1000,
         sent_per_s=900,
