@@ -35,7 +35,7 @@ from bench.report import (
     rows,
     write_json,
 )
-from bench.server import CONTRACTS_DIR, Service, running_peer, running_service
+from bench.server import CONTRACTS_DIR, PROJECT_ROOT, Service, running_peer, running_service
 from bench.tracing import measure, otlp_receiver
 
 SECTIONS = ("copy", "sluice", "single", "burst", "latency", "overload", "peers", "consumer")
@@ -106,7 +106,7 @@ def _settings(args: argparse.Namespace, where: str, admin: str) -> dict[str, Any
         f"{args.duration:g} s after {args.warmup:g} s warm-up",
         "service": f"python -m app serve --workers {args.workers}; log level "
         f"{settings.log_level}; policy {PrivacySettings().policy_path.name}; contracts "
-        f"{os.environ.get('SLUICE_CONTRACTS_DIR', CONTRACTS_DIR.relative_to(Path.cwd()))}",
+        f"{os.environ.get('SLUICE_CONTRACTS_DIR', CONTRACTS_DIR.relative_to(PROJECT_ROOT))}",
         "batch": f"max_size={batch.max_size} max_delay_ms={batch.max_delay_ms:g} "
         f"write_concurrency={batch.write_concurrency} buffer_max_events="
         f"{batch.buffer_max_events}; db pool_max_size={db.pool_max_size}",

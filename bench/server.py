@@ -86,8 +86,8 @@ def running_peer(
         *("--worker-class", "uvicorn_worker.UvicornWorker", "--workers", str(workers)),
         "--bind",
     ]
-    with _running(command, {"PEER_DATABASE_URL": database_url}, timeout_s, bind=True) as peer_:
-        yield peer_
+    with _running(command, {"PEER_DATABASE_URL": database_url}, timeout_s, bind=True) as service:
+        yield service
 
 
 @contextmanager
