@@ -36,7 +36,7 @@ test: install lint tools
 	$(PY) -m pytest
 
 # Everything the tests need beyond .venv, each installed only when missing.
-tools: tools-k8s tools-faults tools-delivery tools-beam tools-auth
+tools: tools-k8s tools-faults tools-delivery tools-beam tools-auth tools-bench
 
 # PostgreSQL's initdb/pg_ctl/pg_basebackup/pg_dump (Debian) for tests/faults.
 tools-faults:
