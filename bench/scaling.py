@@ -56,6 +56,7 @@ class Point:
     p99_ms: float
     service_us: float | None
     postgres_us: float | None
+    other_pct: float | None = None  # busy CPU of nobody here: another job's, noise
 
 
 def knee(points: Sequence[Point]) -> float:
@@ -86,6 +87,7 @@ def _measure(args: argparse.Namespace, url: str, knob: str, value: float) -> Poi
         p99_ms=figures.p99_ms,
         service_us=figures.us_per_event("service"),
         postgres_us=figures.us_per_event("postgres"),
+        other_pct=figures.cpu.get("other"),
     )
 
 
@@ -135,8 +137,9 @@ def table(data: dict[str, Any]) -> str:
         f"Measured {data['when']}; knee = smallest value reaching "
         f"{KNEE_FRACTION:.0%} of the sweep's best.",
         "",
-        "| knob | value | events/s | p50 ms | p99 ms | service µs/event | PostgreSQL µs/event |",
-        "|---|---|---|---|---|---|---|",
+        "| knob | value | events/s | p50 ms | p99 ms | service µs/event | PostgreSQL µs/event "
+        "| other % core |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for knob, sweep_points in data["points"].items():
         for point in sweep_points:
@@ -144,7 +147,7 @@ def table(data: dict[str, Any]) -> str:
             lines.append(
                 f"| {knob} | {point['value']:g}{marks} | {point['events_per_s']:,.0f} | "
                 f"{point['p50_ms']:.1f} | {point['p99_ms']:.1f} | {_num(point['service_us'])} | "
-                f"{_num(point['postgres_us'])} |"
+                f"{_num(point['postgres_us'])} | {_num(point.get('other_pct'))} |"
             )
     return "\n".join(lines)
 
