@@ -7,7 +7,7 @@ STAMP := .venv/.installed
 # noise. Only grep's own "nothing left" status is forgiven: a failed pip still fails make.
 QUIET_PIP := { grep -v '^WARNING: Location' || true; }
 
-.PHONY: install run test lint bench migrate clean tools tools-k8s tools-faults tools-delivery tools-beam tools-auth tools-observability bench-beam lint-deploy audit wheel deploy lock crd-schemas chart-readme
+.PHONY: install run test lint bench migrate clean tools tools-k8s tools-faults tools-delivery tools-beam tools-auth tools-observability tools-bench bench-scaling bench-beam lint-deploy audit wheel deploy lock crd-schemas chart-readme
 
 $(STAMP): pyproject.toml
 	@echo "sluice: installing into .venv (the first time takes about a minute)"
@@ -36,7 +36,7 @@ test: install lint tools
 	$(PY) -m pytest
 
 # Everything the tests need beyond .venv, each installed only when missing.
-tools: tools-k8s tools-faults tools-delivery tools-beam tools-auth
+tools: tools-k8s tools-faults tools-delivery tools-beam tools-auth tools-bench
 
 # PostgreSQL's initdb/pg_ctl/pg_basebackup/pg_dump (Debian) for tests/faults.
 tools-faults:
@@ -76,8 +76,16 @@ crd-schemas: tools-k8s
 chart-readme: install
 	$(PY) deploy/chart_values_table.py
 
-bench: install
+# wrk (Debian) drives the single-event rows of `make bench`; installed only when missing.
+tools-bench:
+	@command -v wrk >/dev/null || apt-get install -y -q wrk
+
+bench: install tools-bench
 	$(PY) -m bench
+
+# The workers / batch size / delay sweep (~4 min): chart and table into docs/benchmarks.md.
+bench-scaling: install
+	$(PY) -m bench.scaling --write-docs
 
 bench-beam: install tools-beam
 	$(PY) -m bench --beam-events 100000 --consumer-messages 0

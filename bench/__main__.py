@@ -1,198 +1,247 @@
-"""`python -m bench` (`make bench`): see bench/README.md."""
+"""`python -m bench` (`make bench`): issue 18's table in one run; see bench/README.md."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import signal
+import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, NoReturn
 
-from app.config import BatchSettings, DatabaseSettings
-from bench import cpu, database
+from app.config import BatchSettings, DatabaseSettings, PrivacySettings, Settings
+from bench import database, scaling, wrk
 from bench.anonymization import address_line
-from bench.beam import BeamRun, measure_beam
+from bench.beam import measure_beam
 from bench.consumer import ConsumerRun, broker_url, measure_consumer
 from bench.copy_ceiling import measure_copy
-from bench.load import LoadPlan, LoadRun, Tally
-from bench.report import Result, cpu_figures, percentile, render, write_json
-from bench.server import Service, running_service
-from bench.tracing import TracingCost, measure, otlp_receiver
+from bench.load import plan_from
+from bench.measure import Throughput, closed_loop, open_loop, single_events
+from bench.openloop import RatePlan
+from bench.peers import competent, naive
+from bench.report import (
+    RESULTS_DIR,
+    Row,
+    Run,
+    as_json,
+    passed,
+    render_details,
+    render_runs,
+    render_settings,
+    render_table,
+    rows,
+    write_json,
+)
+from bench.server import CONTRACTS_DIR, PROJECT_ROOT, Service, running_peer, running_service
+from bench.tracing import measure, otlp_receiver
+
+SECTIONS = ("copy", "sluice", "single", "burst", "latency", "overload", "peers", "consumer")
+# `--quick`: every duration and size cut, for trying a change (the figures are noisier).
+QUICK = {
+    "duration": 5.0,
+    "warmup": 1.0,
+    "naive_duration": 3.0,
+    "single_duration": 3.0,
+    "burst_duration": 4.0,
+    "latency_duration": 5.0,
+    "overload_duration": 10.0,
+    "copy_rows": 100_000,
+    "consumer_messages": 10_000,
+    "tracing_duration": 0.0,
+}
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--duration", type=float, default=20.0, help="measured seconds")
-    parser.add_argument("--warmup", type=float, default=2.0, help="unmeasured seconds first")
-    parser.add_argument("--clients", type=int, default=32, help="concurrent clients")
-    parser.add_argument(
-        "--client-processes", type=int, default=1, help="processes the clients are spread over"
-    )
-    parser.add_argument("--batch", type=int, default=50, help="events per request")
-    parser.add_argument("--workers", type=int, default=2, help="service worker processes")
-    parser.add_argument("--min-ratio", type=float, default=0.3, help="events/s ÷ COPY rows/s")
-    parser.add_argument("--copy-rows", type=int, default=200_000, help="rows for the ceiling")
-    parser.add_argument("--copy-chunk", type=int, default=5_000, help="rows per COPY")
-    parser.add_argument(
-        "--consumer-messages",
-        type=int,
-        default=50_000,
-        help="messages pre-filled for the RabbitMQ consumer's figure (0: skip it)",
-    )
-    parser.add_argument(
-        "--consumers", type=int, default=0, help="consumer processes (0: as many as --workers)"
-    )
-    parser.add_argument(
-        "--beam-events",
-        type=int,
-        default=0,
-        help="archived events for the Beam DirectRunner backfill's figure (0: skip it)",
-    )
-    parser.add_argument(
-        "--tracing-duration",
-        type=float,
-        default=8.0,
-        help="measured seconds per tracing setting: off, 100 %% and 10 %% sampling (0: skip)",
-    )
+    add = parser.add_argument
+    add("--quick", action="store_true", help="short runs for development (noisier figures)")
+    add("--sections", default=",".join(SECTIONS), help=f"comma-separated subset of {SECTIONS}")
+    add("--duration", type=float, default=20.0, help="measured s: Sluice and competent peer")
+    add("--warmup", type=float, default=2.0, help="unmeasured seconds before each closed loop")
+    add("--clients", type=int, default=32, help="concurrent clients (closed loops)")
+    add("--client-processes", type=int, default=1, help="processes the clients are spread over")
+    add("--batch", type=int, default=50, help="events per request")
+    add("--workers", type=int, default=2, help="worker processes (Sluice and peers)")
+    add("--naive-duration", type=float, default=10.0, help="measured s: naive peer")
+    add("--single-duration", type=float, default=10.0, help="measured s per single-event run")
+    add("--single-connections", type=int, default=64, help="wrk connections, single events")
+    add("--burst-duration", type=float, default=10.0, help="measured s: 32 connections at once")
+    add("--latency-duration", type=float, default=15.0, help="measured s: open loop at half max")
+    add("--overload-duration", type=float, default=60.0, help="measured s: open loop at 5 x max")
+    add("--overload-connections", type=int, default=2000, help="connections at 5 x max")
+    add("--copy-rows", type=int, default=200_000, help="rows for the ceiling")
+    add("--copy-chunk", type=int, default=5_000, help="rows per COPY")
+    add("--consumer-messages", type=int, default=50_000, help="pre-filled messages (0: skip)")
+    add("--consumers", type=int, default=0, help="consumer processes (0: as many as --workers)")
+    add("--beam-events", type=int, default=0, help="archived events for Beam (0: skip)")
+    add("--write-docs", action="store_true", help="put the table into docs/benchmarks.md")
+    add("--results", type=Path, default=RESULTS_DIR, help="folder for the JSON figures")
+    add("--tracing-duration", type=float, default=8.0, help="s per tracing setting (0: skip)")
     return parser
 
 
-def _server_knobs() -> str:
-    batch, db = BatchSettings(), DatabaseSettings()
-    return (
-        f"batch max_size={batch.max_size} max_delay_ms={batch.max_delay_ms:g} "
-        f"write_concurrency={batch.write_concurrency}, db pool_max_size={db.pool_max_size}"
-    )
+def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.quick:  # only where the command line left the default
+        for name, value in QUICK.items():
+            if getattr(args, name) == parser.get_default(name):
+                setattr(args, name, value)
+    args.sections = {part.strip() for part in args.sections.split(",") if part.strip()}
+    if unknown := args.sections - set(SECTIONS):
+        parser.error(f"unknown sections: {', '.join(sorted(unknown))}")
+    return args
 
 
-# The stages whose CPU time the service counts itself (thread time, per worker).
-STAGE_COUNTERS = {
-    "anonymize": "sluice_anonymize_seconds_total",
-    "contract": "sluice_contract_check_seconds_total",
-}
-
-
-def _stage_sample(service: Service) -> dict[str, float | None]:
-    return {stage: service.metric(name) for stage, name in STAGE_COUNTERS.items()}
-
-
-def _stage_seconds(
-    before: dict[str, float | None], after: dict[str, float | None]
-) -> dict[str, float]:
+def _settings(args: argparse.Namespace, where: str, admin: str) -> dict[str, Any]:
+    """The settings in force: the load, the service's knobs as it will read them, the
+    machine, the database server and the commit."""
+    batch, db, settings = BatchSettings(), DatabaseSettings(), Settings()
+    overrides = sorted(f"{k}={v}" for k, v in os.environ.items() if k.startswith("SLUICE_"))
     return {
-        stage: end - start
-        for stage, start in before.items()
-        if start is not None and (end := after.get(stage)) is not None
+        "load": f"{args.clients} clients, {args.batch}-event requests, {args.workers} workers, "
+        f"{args.duration:g} s after {args.warmup:g} s warm-up",
+        "service": f"python -m app serve --workers {args.workers}; log level "
+        f"{settings.log_level}; policy {PrivacySettings().policy_path.name}; contracts "
+        f"{os.environ.get('SLUICE_CONTRACTS_DIR', CONTRACTS_DIR.relative_to(PROJECT_ROOT))}",
+        "batch": f"max_size={batch.max_size} max_delay_ms={batch.max_delay_ms:g} "
+        f"write_concurrency={batch.write_concurrency} buffer_max_events="
+        f"{batch.buffer_max_events}; db pool_max_size={db.pool_max_size}",
+        "environment": " ".join(overrides) or "no SLUICE_* overrides",
+        "machine": _machine(),
+        "database": f"{where}, PostgreSQL {database.server_version(admin)}",
+        "commit": _commit(),
     }
 
 
-def _load(
-    args: argparse.Namespace, service: Service
-) -> tuple[Tally, dict[str, Any], dict[str, float]]:
-    plan = LoadPlan(
-        base_url=service.base_url,
-        clients=args.clients,
-        processes=min(args.client_processes, args.clients),
-        batch=args.batch,
-        warmup_s=args.warmup,
-        duration_s=args.duration,
-        run_tag=uuid.uuid4().hex[:8],
+def _machine() -> str:
+    cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    model = next(
+        (ln.split(":", 1)[1].strip() for ln in cpuinfo.splitlines() if "model name" in ln), "?"
     )
-    with LoadRun(plan) as run:
-        timeline = run.start()
-        time.sleep(max(0.0, timeline.warmup_end - time.monotonic()))
-        before = cpu.sample(service.pid)
-        stages_before = _stage_sample(service)
-        time.sleep(max(0.0, timeline.end - time.monotonic()))
-        after = cpu.sample(service.pid)
-        stages_after = _stage_sample(service)
-        tally = run.collect()
-    use = cpu.usage(before, after, args.duration)
-    stages = _stage_seconds(stages_before, stages_after)
-    return tally, cpu_figures(use, tally.cpu_s, args.duration), stages
+    meminfo = Path("/proc/meminfo").read_text().split() if Path("/proc/meminfo").exists() else []
+    memory = f"{int(meminfo[1]) / 1024**2:.0f} GiB" if len(meminfo) > 1 else "?"
+    return f"{os.cpu_count()} cores ({model}), {memory}"
 
 
-def _run(args: argparse.Namespace) -> Result:
-    admin, where = database.admin_url()
-    print(f"bench: PostgreSQL ({where}); creating a scratch database", flush=True)
-    with database.scratch_database(admin) as url:
-        database.checkpoint(admin)
-        print(f"bench: COPY ceiling, {args.copy_rows:,} rows", flush=True)
-        copied = measure_copy(url, rows=args.copy_rows, chunk=args.copy_chunk)
-        database.checkpoint(admin)
-        print(f"bench: starting the service ({args.workers} workers)", flush=True)
-        with running_service(url, workers=args.workers) as service:
-            print(
-                f"bench: {args.clients} clients, {args.warmup:g} s warm-up + "
-                f"{args.duration:g} s measured",
-                flush=True,
+def _commit() -> str:
+    result = subprocess.run(
+        ["git", "describe", "--always", "--dirty"],  # noqa: S607 - git on PATH
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return result.stdout.strip() or "?"
+
+
+def _say(text: str) -> None:
+    print(f"bench: {text}", flush=True)
+
+
+def _sluice(args: argparse.Namespace, run: Run, url: str) -> None:
+    """Every section that loads Sluice, on one running service, then the rows check."""
+    acked = 0
+    with running_service(url, workers=args.workers) as service:
+        if "sluice" in args.sections:
+            _say(f"Sluice, batched: {args.clients} clients, {args.duration:g} s")
+            run.sluice = closed_loop(
+                service,
+                plan_from(args, service.base_url, args.duration),
+                postgres_url=url,
+                stages=True,
             )
-            tally, cpu_pct, stage_s = _load(args, service)
-            if tally.errors:
-                print(f"bench: service log (tail):\n{service.log_tail()}", file=sys.stderr)
-        db_events = database.count_events(url)
-        consumer = _consume(args, url)
-        beam = _backfill(args, url)
-        tracing_cost = _tracing(args, url)
-    latencies = tally.latencies_s
-    return Result(
-        events_per_s=tally.window_events / args.duration,
-        requests_per_s=len(latencies) / args.duration,
-        p50_ms=1000 * percentile(latencies, 0.50),
-        p90_ms=1000 * percentile(latencies, 0.90),
-        p99_ms=1000 * percentile(latencies, 0.99),
-        max_ms=1000 * max(latencies, default=float("nan")),
-        copy_rows_per_s=copied.rows_per_s,
-        min_ratio=args.min_ratio,
-        acked_events=tally.stored_events,
-        db_events=db_events,
-        errors=dict(tally.errors),
-        setup={
-            "clients": args.clients,
-            "client_processes": min(args.client_processes, args.clients),
-            "batch": args.batch,
-            "workers": args.workers,
-            "duration_s": args.duration,
-            "warmup_s": args.warmup,
-            "copy_rows": args.copy_rows,
-            "server": _server_knobs(),
-            "database": where,
-        },
-        cpu_pct=cpu_pct,
-        anonymize_s=stage_s.get("anonymize"),
-        contract_s=stage_s.get("contract"),
-        consumer_processes=consumer.processes if consumer else 0,
-        consumer_messages=consumer.messages if consumer else 0,
-        consumer_stored=consumer.stored if consumer else 0,
-        consumer_events_per_s=consumer.events_per_s if consumer else None,
-        beam_events=beam.events if beam else 0,
-        beam_stored=beam.stored if beam else 0,
-        beam_workers=beam.workers if beam else 0,
-        beam_rows_per_s=beam.rows_per_s if beam else None,
-        tracing_events_per_s=tracing_cost.events_per_s if tracing_cost else None,
-    )
+            acked += run.sluice.acked_events
+        if "single" in args.sections and wrk.available():
+            _say(f"Sluice, single events: wrk, {args.single_connections} connections")
+            run.single_sluice = single_events(
+                service,
+                connections=args.single_connections,
+                duration_s=args.single_duration,
+                source_prefix=f"/bench/{uuid.uuid4().hex[:8]}/single",
+                postgres_url=url,
+            )
+            acked += run.single_sluice.ok
+        if "burst" in args.sections:
+            _say(f"Sluice, {args.clients} connections opened at once, {args.burst_duration:g} s")
+            plan = plan_from(args, service.base_url, args.burst_duration, stagger=False)
+            run.burst = closed_loop(service, plan, postgres_url=url)
+            acked += run.burst.acked_events
+        acked += _open_loops(args, run, service, url)
+    run.verified["sluice"] = (acked, database.count_events(url, source_prefix="/bench/"))
 
 
-def _backfill(args: argparse.Namespace, url: str) -> BeamRun | None:
-    if args.beam_events <= 0:
-        return None
-    print(f"bench: Beam DirectRunner backfill, {args.beam_events:,} archived events", flush=True)
-    return measure_beam(url, events=args.beam_events, workers=args.workers)
+def _open_loops(args: argparse.Namespace, run: Run, service: Service, url: str) -> int:
+    """Half and five times the batched maximum, open loop; the events they got stored."""
+    if run.sluice is None or run.sluice.requests_per_s <= 0:
+        return 0
+    acked = 0
+    maximum = run.sluice.requests_per_s
+    for section, factor, seconds, connections in (
+        ("latency", 0.5, args.latency_duration, args.clients),
+        ("overload", 5.0, args.overload_duration, args.overload_connections),
+    ):
+        if section not in args.sections:
+            continue
+        _say(f"Sluice, open loop at {factor:g} x {maximum:,.0f} requests/s, {seconds:g} s")
+        plan = RatePlan(
+            base_url=service.base_url,
+            rate=factor * maximum,
+            batch=args.batch,
+            connections=connections,
+            max_outstanding=connections,
+            warmup_s=args.warmup,
+            duration_s=seconds,
+            source=f"/bench/{uuid.uuid4().hex[:8]}/open",
+        )
+        figures = open_loop(service, plan, postgres_url=url, watch_rss=section == "overload")
+        setattr(run, section, figures)
+        acked += figures.acked_events
+    return acked
+
+
+def _peers(args: argparse.Namespace, run: Run, admin: str) -> None:
+    """The bare endpoint (single events), then the competent and the naive peer (batched),
+    each on a database of its own."""
+    if "single" in args.sections and wrk.available():
+        with running_peer("bare", "", workers=args.workers) as bare:
+            _say("bare FastAPI, single events: wrk")
+            run.single_bare = single_events(
+                bare,
+                connections=args.single_connections,
+                duration_s=args.single_duration,
+                source_prefix="/bench/bare",
+                postgres_url=None,
+            )
+    if "peers" not in args.sections:
+        return
+    for name, module, seconds in (
+        ("competent", competent, args.duration),
+        ("naive", naive, args.naive_duration),
+    ):
+        with database.scratch_database(admin, migrate=False, label=name) as url:
+            database.run(module.create_schema(url))
+            with running_peer(name, url, workers=args.workers) as peer:
+                _say(f"{name} peer, batched: {args.clients} clients, {seconds:g} s")
+                figures = closed_loop(
+                    peer, plan_from(args, peer.base_url, seconds), postgres_url=url
+                )
+            setattr(run, name, figures)
+            found = database.count_events(url, table="peer_events", source_prefix="/bench/")
+            run.verified[name] = (figures.acked_events, found)
 
 
 def _consume(args: argparse.Namespace, url: str) -> ConsumerRun | None:
-    if args.consumer_messages <= 0:
+    if "consumer" not in args.sections or args.consumer_messages <= 0:
         return None
     broker = broker_url()
     if broker is None:
-        print("bench: RabbitMQ unreachable; no consumer figure", flush=True)
+        _say("RabbitMQ unreachable; no consumer figure")
         return None
     processes = args.consumers or args.workers
-    print(
-        f"bench: {processes} consumers, {args.consumer_messages:,} messages pre-filled", flush=True
-    )
+    _say(f"{processes} consumers, {args.consumer_messages:,} messages pre-filled")
     return measure_consumer(
         broker,
         url,
@@ -202,22 +251,59 @@ def _consume(args: argparse.Namespace, url: str) -> ConsumerRun | None:
     )
 
 
-def _tracing(args: argparse.Namespace, url: str) -> TracingCost | None:
+def _tracing(args: argparse.Namespace, run: Run, url: str) -> None:
     if args.tracing_duration <= 0:
-        return None
-    short = argparse.Namespace(**{**vars(args), "duration": args.tracing_duration})
+        return
 
-    def run(extra_env: dict[str, str]) -> float:
+    def measured(extra_env: dict[str, str]) -> float:
         with running_service(url, workers=args.workers, extra_env=extra_env) as service:
-            tally, _, _ = _load(short, service)
-        return tally.window_events / short.duration
+            figures: Throughput = closed_loop(
+                service, plan_from(args, service.base_url, args.tracing_duration), postgres_url=None
+            )
+        return figures.events_per_s
 
     with otlp_receiver() as endpoint:
         if endpoint is None:
-            print("bench: no OTLP receiver (make tools-observability); no tracing figure")
-            return None
-        print(f"bench: tracing off / 100 % / 10 %, {args.tracing_duration:g} s each", flush=True)
-        return measure(run, endpoint)
+            run.notes.append("tracing          no OTLP receiver (make tools-observability)")
+            return
+        _say(f"tracing off / 100 % / 10 %, {args.tracing_duration:g} s each")
+        run.tracing_events_per_s = measure(measured, endpoint).events_per_s
+
+
+def _run(args: argparse.Namespace) -> Run:
+    admin, where = database.admin_url()
+    run = Run(
+        settings=_settings(args, where, admin),
+        overload_s=args.overload_duration,
+        scaling=scaling.latest(),
+    )
+    _say(f"PostgreSQL ({where}); creating a scratch database")
+    with database.scratch_database(admin) as url:
+        if "copy" in args.sections:
+            database.checkpoint(admin)
+            _say(f"COPY ceiling, {args.copy_rows:,} rows")
+            run.copy = measure_copy(url, rows=args.copy_rows, chunk=args.copy_chunk)
+        database.checkpoint(admin)
+        _sluice(args, run, url)
+        _peers(args, run, admin)
+        run.consumer = _consume(args, url)
+        if args.beam_events > 0:
+            _say(f"Beam DirectRunner backfill, {args.beam_events:,} archived events")
+            beam = measure_beam(url, events=args.beam_events, workers=args.workers)
+            run.notes.append(
+                f"{'beam':<16} {beam.rows_per_s:,.0f} rows/s ({beam.stored:,} of {beam.events:,})"
+            )
+        _tracing(args, run, url)
+    return run
+
+
+DOCS_MARKERS = ("<!-- bench:start -->", "<!-- bench:end -->")
+
+
+def _docs_block(run: Run, table: list[Row], when: str) -> str:
+    """The run as docs/benchmarks.md shows it: when, the settings, each run's line, the table."""
+    details = "\n".join(["```", *render_settings(run), "", *render_runs(run), "```"])
+    return f"`make bench` of {when}:\n\n{details}\n\n{render_table(table)}"
 
 
 def _terminate(signum: int, _: object) -> NoReturn:
@@ -225,19 +311,25 @@ def _terminate(signum: int, _: object) -> NoReturn:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = _arguments(argv)
     signal.signal(signal.SIGTERM, _terminate)
     try:
-        result = _run(args)
+        run = _run(args)
     except KeyboardInterrupt:
-        print("bench: interrupted; the scratch database was dropped", file=sys.stderr)
+        print("bench: interrupted; the scratch databases were dropped", file=sys.stderr)
         return 130
-    print(render(result))
+    table = rows(run)
+    print(render_details(run))
     print(address_line())  # in this process: the free-text address and name detectors' share
-    path, line = write_json(result)
-    print(f"bench: figures written to {path}")
-    print(line)
-    return 0 if result.passed else 1
+    print()
+    print(render_table(table))
+    verdict = "PASS" if passed(table) else "FAIL"
+    document = as_json(run, table)
+    path = write_json(document, args.results)
+    if args.write_docs:
+        scaling.write_docs(_docs_block(run, table, document["when"]), markers=DOCS_MARKERS)
+    print(f"\nbench: {verdict}; figures written to {path} and {path.parent / 'latest.json'}")
+    return 0 if passed(table) else 1
 
 
 if __name__ == "__main__":

@@ -66,7 +66,6 @@ def measure_consumer(
             "AMQP_URL": url,
             "SLUICE_AMQP_QUEUE": settings.queue,
             "SLUICE_AMQP_DEAD_LETTER_EXCHANGE": settings.dead_letter_exchange,
-            "SLUICE_LOG_LEVEL": os.environ.get("SLUICE_LOG_LEVEL", "WARNING"),
             # The same contract as the HTTP service checks: both figures pay for it.
             "SLUICE_CONTRACTS_DIR": os.environ.get("SLUICE_CONTRACTS_DIR", str(CONTRACTS_DIR)),
         }

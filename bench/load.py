@@ -10,11 +10,13 @@ inside it; any answer but 200 counts as an error.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import multiprocessing as mp
 import signal
 import time
+import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from multiprocessing.queues import Queue
@@ -43,6 +45,8 @@ class LoadPlan:
     warmup_s: float
     duration_s: float
     run_tag: str
+    # False: every client connects at the start, as one producer restarting would.
+    stagger: bool = True
 
     def clients_of(self, process: int) -> range:
         return range(process, self.clients, self.processes)
@@ -54,8 +58,28 @@ class LoadPlan:
         accept takes every connection pending; a burst of simultaneous connects lands on
         one worker and stays there (keep-alive). Connecting one at a time lets the least
         busy worker take each, as a stream of producers connecting over time would.
+        Without `stagger`, all at `start`: the burst itself is what is measured.
         """
+        if not self.stagger:
+            return start
         return start + client * self.warmup_s / 2 / self.clients
+
+
+def plan_from(
+    args: argparse.Namespace, base_url: str, duration_s: float, *, stagger: bool = True
+) -> LoadPlan:
+    """The closed loop the command line asks for (`--clients`, `--client-processes`,
+    `--batch`, `--warmup`), under a fresh run tag: every run's (source, id) are new."""
+    return LoadPlan(
+        base_url=base_url,
+        clients=args.clients,
+        processes=min(args.client_processes, args.clients),
+        batch=args.batch,
+        warmup_s=args.warmup,
+        duration_s=duration_s,
+        run_tag=uuid.uuid4().hex[:8],
+        stagger=stagger,
+    )
 
 
 @dataclass(slots=True)

@@ -1,4 +1,4 @@
-"""The service under test: `python -m app serve --workers N` as a child process.
+"""The service under test (`python -m app serve --workers N`) or a peer, as a child process.
 
 It runs in its own session, so a Ctrl-C at the terminal reaches the benchmark only,
 which then stops the service with SIGTERM (a graceful drain) and waits for it. Its output
@@ -58,21 +58,49 @@ def running_service(
     timeout_s: float = 60.0,
     extra_env: dict[str, str] | None = None,
 ) -> Iterator[Service]:
-    port = free_port()
+    """Sluice as a user runs it: `python -m app serve --workers N`, its default log level
+    and policy, with the bench's contract (so every event is checked)."""
     env = {
-        **os.environ,
         "DATABASE_URL": database_url,
-        "SLUICE_LOG_LEVEL": os.environ.get("SLUICE_LOG_LEVEL", "WARNING"),
-        # A contract for the bench's event type: the measured path includes the check.
         "SLUICE_CONTRACTS_DIR": os.environ.get("SLUICE_CONTRACTS_DIR", str(CONTRACTS_DIR)),
         **(extra_env or {}),
     }
-    command = [sys.executable, "-m", "app", "serve", "--workers", str(workers)]
+    command = [sys.executable, "-m", "app", "serve", "--workers", str(workers), "--port"]
+    with _running(command, env, timeout_s) as service:
+        yield service
+
+
+PEERS = ("competent", "naive", "bare")
+
+
+@contextmanager
+def running_peer(
+    peer: str, database_url: str, *, workers: int, timeout_s: float = 60.0
+) -> Iterator[Service]:
+    """A peer of `bench/peers/` served as Sluice is: gunicorn with N uvicorn workers, the
+    settings a team would start with (gunicorn's defaults)."""
+    if peer not in PEERS:
+        raise ValueError(f"unknown peer {peer!r}: one of {', '.join(PEERS)}")
+    command = [
+        *(sys.executable, "-m", "gunicorn", f"bench.peers.{peer}:app"),
+        *("--worker-class", "uvicorn_worker.UvicornWorker", "--workers", str(workers)),
+        "--bind",
+    ]
+    with _running(command, {"PEER_DATABASE_URL": database_url}, timeout_s, bind=True) as service:
+        yield service
+
+
+@contextmanager
+def _running(
+    command: list[str], env: dict[str, str], timeout_s: float, *, bind: bool = False
+) -> Iterator[Service]:
+    """Run `command` + a free port (`127.0.0.1:PORT` with `bind`) until `/health/ready`."""
+    port = free_port()
     with tempfile.TemporaryFile() as log:
-        process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-            [*command, "--port", str(port)],
+        process = subprocess.Popen(  # noqa: S603 - our own interpreter and modules
+            [*command, f"127.0.0.1:{port}" if bind else str(port)],
             cwd=PROJECT_ROOT,
-            env=env,
+            env={**os.environ, **env},
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
