@@ -159,10 +159,13 @@ async def ingest(request: Request) -> Response:
     key = ingest_key(services, request.headers)
     ack = _ack_mode(request.query_params.get("ack"))
     prefer = request.headers.get("prefer")
+    broker_mode = services.settings.http_ack is HttpAck.BROKER
+    if not broker_mode:
+        services.batcher.refuse_if_full(Transport.HTTP)
     limits = services.settings.limits
     body = await read_limited_body(request, limits.max_body_bytes, timeout_s=limits.body_timeout_s)
     candidates = HttpDecoder(limits).decode(HttpRequest(request.headers, body))
-    if services.settings.http_ack is HttpAck.BROKER or (
+    if broker_mode or (
         prefer is not None and "respond-async" in prefer.lower()
     ):  # 202 once RabbitMQ confirmed
         ack = AckMode.ENQUEUED

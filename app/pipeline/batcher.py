@@ -174,6 +174,14 @@ class Batcher:
     def held_events(self) -> int:
         return self._held_events
 
+    def refuse_if_full(self, transport: Transport) -> None:
+        """Raise `BufferFull` now if not even one more event would fit: a source calls it
+        before reading and decoding a message, so that an overloaded process spends no CPU
+        on events it must refuse anyway (`submit` still decides for the whole message)."""
+        if self._held_events >= self._max_events or self._held_bytes >= self._max_bytes:
+            metrics.BUFFER_REFUSALS.labels(source=transport).inc()
+            raise BufferFull(retry_after_s=self._retry_after_s)
+
     def start(self) -> None:
         self._loop_task = asyncio.create_task(self._run(), name="sluice-batcher")
 

@@ -102,6 +102,9 @@ async def test_full_buffer_answers_429_with_retry_after(
             assert refused.status_code == 429
             assert refused.headers["retry-after"] == "2"
             assert refused.json()["code"] == "transient.buffer_full"
+            # Refused before its body is read: an overloaded process decodes nothing.
+            unread = await client.post("/ingest", content=b"not json", headers=JSON)
+            assert unread.status_code == 429
         assert (await held).status_code == 200
         retried = await client.post(
             "/ingest", content=orjson.dumps(make_event(source, 99)), headers=JSON

@@ -333,10 +333,14 @@ async def test_buffer_full_on_events_and_release_after_the_flush_finishes() -> N
         assert caught.value.code.http_status == 429
         assert batcher.held_events == 6  # refused whole: nothing was taken
 
+        batcher.refuse_if_full(Transport.HTTP)  # room for 4 more: a source may read on
         second = batcher.submit(events("c", 4), Transport.HTTP, deadline=deadline())
         assert batcher.held_events == 10
         with pytest.raises(BufferFull):
             batcher.submit([anonymized("d")], Transport.HTTP, deadline=deadline())
+        with pytest.raises(BufferFull) as early:  # full: refused before a body is read
+            batcher.refuse_if_full(Transport.HTTP)
+        assert early.value.retry_after_s == 3
 
         recorder.gate.set()
         await first.wait(1)
