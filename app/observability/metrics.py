@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import functools
 import os
 from collections import Counter as _Tally
 from collections.abc import Iterable
@@ -329,3 +330,15 @@ def record_residual_findings(counts: Iterable[tuple[str, str, int]]) -> None:
     for table in RESIDUAL_TABLES:
         for tag in RESIDUAL_TAGS:
             RESIDUAL_PII.labels(table=table, tag=tag).set(totals[table, tag])
+
+
+# A labelled child looked up per message costs a lock and a tuple of strings each time;
+# these are the per-message ones, remembered (their labels are small enums).
+@functools.cache
+def received(transport: Transport) -> Counter:
+    return EVENTS_RECEIVED.labels(source=transport)
+
+
+@functools.cache
+def ack_latency(transport: Transport) -> Histogram:
+    return ACK_LATENCY.labels(source=transport)

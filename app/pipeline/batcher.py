@@ -100,7 +100,7 @@ class Submission:
         self.outcomes[index] = outcome
         self._remaining -= 1
         if self._remaining == 0:
-            metrics.ACK_LATENCY.labels(source=self.transport).observe(now - self.submitted_at)
+            metrics.ack_latency(self.transport).observe(now - self.submitted_at)
             self._future.set_result([o for o in self.outcomes if o is not None])
 
     def fail(self, error: Retryable) -> None:

@@ -135,7 +135,7 @@ class Ticket:
     def taken(self) -> None:
         """A sink took the message: count what the steps received and rejected."""
         if self._received:
-            metrics.EVENTS_RECEIVED.labels(source=self.transport).inc(self._received)
+            metrics.received(self.transport).inc(self._received)
         if not self._rejected:
             return
         codes = Counter(r.code for r in self._rejections if r is not None)
