@@ -1,10 +1,14 @@
-"""The RabbitMQ consumer: each delivery → the pipeline → ack after its commit.
+"""The RabbitMQ consumer: deliveries → the pipeline → ack after their commit.
 
 Run by `python -m app consume`, its own process (never inside a web worker), on the same
-pipeline the web process builds (`app.main.pipeline`). It has no batching of its own:
-each delivery is decoded and submitted as one message to the process's `Batcher`, which
-cuts batches for every source alike; the broker's `prefetch_count` bounds how many
-deliveries are unacked at once.
+pipeline the web process builds (`app.main.pipeline`). It has no batching of its own: the
+deliveries that arrive in one turn of the event loop (at most `SLUICE_BATCH_MAX_SIZE`)
+are decoded and submitted as one message to the process's `Batcher`, which cuts batches
+for every source alike; the broker's `prefetch_count` bounds how many deliveries are
+unacked at once. Grouping changes what a delivery costs, not what happens to it: each is
+still acked, nacked or quarantined on its own, in delivery order. It consumes on the
+aiormq channel under aio-pika's robust one (aio-pika's message object per delivery cost
+more than the rest of the consumer's work; docs/benchmarks.md, *Consumer*).
 
 - A delivery is acked only after the batch holding it committed, whatever its outcome:
   stored, duplicate (a redelivery), suppressed, or rejected (its quarantine row committed
@@ -16,14 +20,17 @@ deliveries are unacked at once.
 - Messages another Sluice process prepared (broker-backed HTTP mode) are told apart by
   their content type and go in as the signed writables they carry
   (`pipeline/forwarding.py`); one whose signature fails is quarantined.
-- A full buffer (`BufferFull`) means this process is busy, not that the message is bad:
-  the delivery waits and is submitted again, held, so the consumer stops pulling
-  (prefetch). Any other `Retryable` (the database is down past the write's retry budget)
-  nacks the delivery with requeue after an exponential backoff (up to
+- A full buffer (`BufferFull`) means this process is busy, not that the messages are bad:
+  the group waits and is submitted again, held (and the groups after it), so the
+  consumer stops pulling (prefetch). Any other `Retryable` (the database is down past the
+  write's retry budget) nacks each of the group's deliveries with requeue after an
+  exponential backoff (up to
   `SLUICE_AMQP_RETRY_MAX_BACKOFF_S`); the queue's delivery limit bounds those retries,
   then the dead-letter exchange takes the message.
 - After a reconnect the old channel's deliveries are void (the broker has requeued them);
-  settling them fails quietly and their redeliveries are absorbed as duplicates.
+  settling them fails quietly and their redeliveries are absorbed as duplicates. The
+  robust channel declares the queue again and the consumer subscribes again; a
+  subscription the broker cancels (the queue was deleted) is declared and made again.
 - `stop()` cancels the subscription, waits until every delivery taken is committed and
   acked (or nacked), then closes the channel, which returns every delivery not taken to
   the queue: a SIGTERM loses nothing and stores nothing unacked.
@@ -34,12 +41,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Awaitable
 from dataclasses import dataclass
 
-from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
+from aio_pika.abc import AbstractChannel, AbstractRobustChannel
 from aio_pika.exceptions import CONNECTION_EXCEPTIONS
+from aiormq.abc import AbstractChannel as RawChannel
+from aiormq.abc import DeliveredMessage
+from pamqp.commands import Basic
 
 from app.broker import BrokerLink, declare_topology, sample_queue_depths
 from app.config import Settings
@@ -54,16 +64,18 @@ from app.sources.amqp import AmqpDecoder, AmqpMessage
 
 log = logging.getLogger(__name__)
 
-# Every failed delivery doubles the pause once; past this the ceiling holds anyway.
+# Every failed group doubles the pause once; past this the ceiling holds anyway.
 _MAX_DOUBLINGS = 16
+# A delivery's events answer only through its ack: their ids are not kept on the ticket.
+_UNNAMED: list[tuple[str | None, str | None]] = [(None, None)]
 
 
 @dataclass(slots=True, eq=False)
 class Unsettled:
     """One delivery taken, not yet acked or nacked."""
 
-    delivery: AbstractIncomingMessage
-    channel: object  # the channel it came on: tags are numbered per channel
+    delivery: DeliveredMessage
+    channel: RawChannel  # the channel it came on: tags are numbered per channel
     tag: int
     committed: bool = False
 
@@ -78,7 +90,7 @@ class Acknowledger:
     before it, or it would ack the nacked delivery (and the nack then close the channel)."""
 
     def __init__(self) -> None:
-        self._open: dict[object, OrderedDict[int, Unsettled]] = {}
+        self._open: dict[RawChannel, OrderedDict[int, Unsettled]] = {}
         self._count = 0
         self._idle = asyncio.Event()
         self._idle.set()
@@ -86,7 +98,7 @@ class Acknowledger:
         self._ack_again = False
         self._settling = asyncio.Lock()
 
-    def track(self, delivery: AbstractIncomingMessage) -> Unsettled:
+    def track(self, delivery: DeliveredMessage) -> Unsettled:
         unsettled = Unsettled(delivery, delivery.channel, delivery.delivery_tag or 0)
         self._open.setdefault(unsettled.channel, OrderedDict())[unsettled.tag] = unsettled
         self._count += 1
@@ -94,18 +106,21 @@ class Acknowledger:
         self._idle.clear()
         return unsettled
 
-    def committed(self, unsettled: Unsettled) -> None:
-        unsettled.committed = True
+    def committed(self, group: list[Unsettled]) -> None:
+        for unsettled in group:
+            unsettled.committed = True
         self._schedule_acks()
 
-    async def nack(self, unsettled: Unsettled) -> None:
+    async def nack(self, group: list[Unsettled]) -> None:
+        """Back to the queue, each on its own (a `multiple` nack would take others along)."""
         async with self._settling:
-            opened = self._open.get(unsettled.channel)
-            if opened is not None and opened.pop(unsettled.tag, None) is not None:
-                self._settled(1)
-                metrics.AMQP_SETTLED.labels(settlement="nacked").inc()
-                await _settle(unsettled.delivery.nack(requeue=True))
-        self._schedule_acks()  # committed deliveries behind this one may now go
+            for unsettled in group:
+                opened = self._open.get(unsettled.channel)
+                if opened is not None and opened.pop(unsettled.tag, None) is not None:
+                    self._settled(1)
+                    metrics.AMQP_SETTLED.labels(settlement="nacked").inc()
+                    await _settle(unsettled.channel.basic_nack(unsettled.tag, requeue=True))
+        self._schedule_acks()  # committed deliveries behind these may now go
 
     def _schedule_acks(self) -> None:
         # Scheduled, not run now: the other deliveries of the same batch are reported in
@@ -130,7 +145,7 @@ class Acknowledger:
         finally:
             self._acking = None
 
-    async def _ack_committed_run(self, channel: object) -> None:
+    async def _ack_committed_run(self, channel: RawChannel) -> None:
         async with self._settling:
             opened = self._open.get(channel)
             last: Unsettled | None = None
@@ -143,7 +158,7 @@ class Acknowledger:
             if last is not None:
                 self._settled(count)
                 metrics.AMQP_SETTLED.labels(settlement="acked").inc(count)
-                await _settle(last.delivery.ack(multiple=True))
+                await _settle(channel.basic_ack(last.tag, multiple=True))
 
     def _settled(self, count: int) -> None:
         self._count -= count
@@ -152,12 +167,24 @@ class Acknowledger:
             self._idle.set()
 
 
-async def _settle(operation: Awaitable[None]) -> None:
+async def _settle(operation: Awaitable[object]) -> None:
     """Send an ack or nack; a channel that closed meanwhile means the broker requeued."""
     try:
         await operation
     except CONNECTION_EXCEPTIONS as exc:
         log.info("delivery not settled: its channel closed", extra={"error": type(exc).__name__})
+
+
+def _wire(delivery: DeliveredMessage) -> AmqpMessage:
+    properties = delivery.header.properties
+    return AmqpMessage(
+        body=delivery.body,
+        content_type=properties.content_type,
+        message_id=properties.message_id,
+        type=properties.message_type,
+        timestamp=properties.timestamp,
+        headers=properties.headers,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,15 +218,20 @@ class Consumer:
         self._decoder = decoder
         self._amqp = settings.amqp
         self._prefetch = settings.amqp.prefetch_for(settings.batch)
+        # A group never outgrows one batch: a failed flush then nacks only its own deliveries.
+        self._group_size = settings.batch.max_size
         self._acks = Acknowledger()
         self._stopping = asyncio.Event()
         self._failures = 0  # consecutive transient failures: the backoff grows with them
         self._channel: AbstractChannel | None = None
-        self._queue: AbstractQueue | None = None
+        self._raw: RawChannel | None = None  # the aiormq channel consumed on
         self._consumer_tag: str | None = None
         self._task: asyncio.Task[None] | None = None
+        self._resubscribing: asyncio.Task[None] | None = None
         self._sampler: asyncio.Task[None] | None = None
         self._retries: set[asyncio.Task[None]] = set()
+        self._arrived: deque[Unsettled] = deque()  # taken, not yet submitted, in tag order
+        self._submitter: asyncio.Task[None] | None = None
 
     @property
     def connected(self) -> bool:
@@ -215,32 +247,31 @@ class Consumer:
     async def stop(self) -> None:
         """Stop taking deliveries; commit and ack every one already taken."""
         self._stopping.set()
-        if self._sampler is not None:
-            self._sampler.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sampler
-        if self._task is not None and not self._task.done():
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        if self._queue is not None and self._consumer_tag is not None:
+        for task in (self._sampler, self._task, self._resubscribing):
+            if task is not None and not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        if self._raw is not None and self._consumer_tag is not None:
             with contextlib.suppress(*CONNECTION_EXCEPTIONS):
-                await self._queue.cancel(self._consumer_tag)
+                await self._raw.basic_cancel(self._consumer_tag)
         await self._acks.idle()
         if self._channel is not None:
             with contextlib.suppress(*CONNECTION_EXCEPTIONS):
                 await self._channel.close()
 
     async def _subscribe(self) -> None:
-        """Declare and subscribe once; the robust channel re-subscribes after reconnects."""
+        """Declare and subscribe once; after a reconnect the robust channel declares again
+        and `_on_reopen` subscribes again."""
         while True:
             connection = await self._link.connection()
             try:
                 channel = await connection.channel()
                 await channel.set_qos(prefetch_count=self._prefetch)
-                self._queue = await declare_topology(channel, self._amqp)
+                queue = await declare_topology(channel, self._amqp)
                 self._channel = channel
-                self._consumer_tag = await self._queue.consume(self._on_delivery)
+                channel.reopen_callbacks.add(self._on_reopen)
+                await self._consume(channel, queue.name)
             except CONNECTION_EXCEPTIONS as exc:
                 # The broker's reply (e.g. PRECONDITION_FAILED: a queue declared otherwise)
                 # names queues and arguments, never message content.
@@ -250,71 +281,139 @@ class Consumer:
                 log.info("consuming", extra={"queue": self._amqp.queue})
                 return
 
-    async def _on_delivery(self, delivery: AbstractIncomingMessage) -> None:
+    async def _consume(self, channel: AbstractChannel, queue: str) -> None:
+        """Consume on the channel's aiormq channel: aio-pika's per-delivery message object
+        and task cost more than everything else the consumer does for a delivery."""
+        raw = await channel.get_underlay_channel()
+        raw.on_consumer_cancel_callbacks.add(self._on_cancelled)
+        consuming = await raw.basic_consume(queue, self._on_delivery)
+        self._raw = raw
+        self._consumer_tag = consuming.consumer_tag
+
+    def _on_reopen(self, channel: AbstractRobustChannel | None) -> None:
+        """The robust channel reopened (a reconnect) and declared the queue again: its old
+        deliveries are void, the subscription is to be made again."""
+        if channel is not None:
+            self._resubscribe(channel, declare=False)
+
+    def _on_cancelled(self, frame: Basic.Cancel) -> None:
+        """The broker cancelled the subscription (e.g. the queue was deleted)."""
+        if frame.consumer_tag == self._consumer_tag and self._channel is not None:
+            self._resubscribe(self._channel, declare=True)
+
+    def _resubscribe(self, channel: AbstractChannel, *, declare: bool) -> None:
+        self._consumer_tag = None  # not ready until subscribed again
         if self._stopping.is_set():
-            # Arrived after stop() began (aiormq hands each delivery to a task of its own,
-            # which may run late): left unsettled, so closing the channel returns it to
-            # the queue. Writing it now could commit it after its channel is gone.
             return
-        try:
-            unsettled = self._acks.track(delivery)
-        except CONNECTION_EXCEPTIONS:
-            return  # its channel closed before it was seen: the broker has requeued it
+        if self._resubscribing is not None:
+            self._resubscribing.cancel()
+        self._resubscribing = asyncio.get_running_loop().create_task(
+            self._subscribe_again(channel, declare=declare), name="sluice-amqp-resubscribe"
+        )
+
+    async def _subscribe_again(self, channel: AbstractChannel, *, declare: bool) -> None:
+        while not self._stopping.is_set():
+            try:
+                queue = self._amqp.queue
+                if declare:
+                    queue = (await declare_topology(channel, self._amqp)).name
+                await self._consume(channel, queue)
+            except CONNECTION_EXCEPTIONS as exc:
+                log.warning("could not subscribe again; retrying", extra={"error": repr(exc)})
+                await asyncio.sleep(self._amqp.reconnect_interval_s)
+            else:
+                log.info("consuming again", extra={"queue": self._amqp.queue})
+                return
+
+    async def _on_delivery(self, delivery: DeliveredMessage) -> None:
+        """Take the delivery (aiormq runs this in a task of its own); the deliveries that
+        arrive in one turn of the loop are submitted together (`_submit_arrived`)."""
+        if self._stopping.is_set():
+            # Arrived after stop() began (its task may run late): left unsettled, so
+            # closing the channel returns it to the queue. Writing it now could commit it
+            # after its channel is gone.
+            return
+        unsettled = self._acks.track(delivery)
         if delivery.redelivered:
             metrics.AMQP_REDELIVERED.inc()
-        wire = AmqpMessage(
-            body=delivery.body,
-            content_type=delivery.content_type,
-            message_id=delivery.message_id,
-            type=delivery.type,
-            timestamp=delivery.timestamp,
-            headers=delivery.headers,
-        )
-        with tracing.delivery_span(delivery.headers, self._amqp.queue):
-            await self._submit(unsettled, self._message_of(wire))
+        self._arrived.append(unsettled)
+        if self._submitter is None:
+            self._submitter = asyncio.get_running_loop().create_task(self._submit_arrived())
 
-    def _message_of(self, wire: AmqpMessage) -> Message[Candidate]:
-        """Forwarded writables have nothing left to prepare: they ride as finished."""
-        candidates, writables = self._decoder.decode(wire)
+    async def _submit_arrived(self) -> None:
+        """One group after the other, in delivery order: a group held by a full buffer
+        holds the later ones too (the consumer stops pulling once prefetch is reached)."""
+        try:
+            while self._arrived:
+                take = min(len(self._arrived), self._group_size)
+                group = [self._arrived.popleft() for _ in range(take)]
+                await self._submit(group)
+        finally:
+            self._submitter = None
+
+    def _message_of(self, group: list[Unsettled]) -> Message[Candidate]:
+        """The group's events as one message; forwarded writables have nothing left to
+        prepare: they ride as finished."""
+        candidates: list[Candidate] = []
+        writables: list[Writable] = []
+        for unsettled in group:
+            decoded, forwarded = self._decoder.decode(_wire(unsettled.delivery))
+            candidates += decoded
+            writables += forwarded
         count = len(candidates) + len(writables)
-        ticket = self._pipeline.ticket([(None, None)] * count, Transport.AMQP)
+        ticket = self._pipeline.ticket(_UNNAMED * count, Transport.AMQP)
         message = Message.of(ticket, candidates)
         for position, writable in enumerate(writables, start=len(candidates)):
             message.finish(position, writable)
         return message
 
-    async def _submit(self, unsettled: Unsettled, message: Message[Candidate]) -> None:
-        while True:
-            try:
-                await self._pipeline.submit(message)
-            except BufferFull:
-                if await self._paused(self._amqp.retry_backoff_s):
-                    continue  # held, not nacked: a busy process is no fault of the message
-            except Retryable as error:
-                await self._nack_later(unsettled, error)
-                return
-            except Exception:  # a bug must not strand deliveries: the delivery limit bounds it
-                log.exception("delivery failed unexpectedly; nacking")
-            else:
-                message.ticket.when_settled(lambda error: self._settled(unsettled, error))
-                return
-            await self._acks.nack(unsettled)
-            return
+    async def _submit(self, group: list[Unsettled]) -> None:
+        try:
+            message = self._message_of(group)
+            while True:
+                try:
+                    with self._span(group):
+                        await self._pipeline.submit(message)
+                except BufferFull:
+                    # Held, not nacked: a busy process is no fault of the messages.
+                    if not await self._paused(self._amqp.retry_backoff_s):
+                        break  # stopping while held: back to the queue
+                except Retryable as error:
+                    self._nack_later(group, error)
+                    return
+                else:
+                    message.ticket.when_settled(lambda error: self._settled(group, error))
+                    return
+        except Exception:  # a bug must not strand deliveries: the delivery limit bounds it
+            log.exception("deliveries failed unexpectedly; nacking")
+        await self._acks.nack(group)
 
-    def _settled(self, unsettled: Unsettled, error: Retryable | None) -> None:
+    def _span(self, group: list[Unsettled]) -> contextlib.AbstractContextManager[None]:
+        if not tracing.enabled():  # no per-delivery work when tracing is off
+            return contextlib.nullcontext()
+        headers = [unsettled.delivery.header.properties.headers for unsettled in group]
+        return tracing.deliveries_span(headers, self._amqp.queue)
+
+    def _settled(self, group: list[Unsettled], error: Retryable | None) -> None:
         if error is None:
             self._failures = 0
-            self._acks.committed(unsettled)
-            return
-        task = asyncio.get_running_loop().create_task(self._nack_later(unsettled, error))
+            self._acks.committed(group)
+        else:
+            self._nack_later(group, error)
+
+    def _nack_later(self, group: list[Unsettled], error: Retryable) -> None:
+        task = asyncio.get_running_loop().create_task(self._nack_after_backoff(group, error))
         self._retries.add(task)
         task.add_done_callback(self._retries.discard)
 
-    async def _nack_later(self, unsettled: Unsettled, error: Retryable) -> None:
-        log.warning("delivery not committed; nacking", extra={"code": str(error.code)})
+    async def _nack_after_backoff(self, group: list[Unsettled], error: Retryable) -> None:
+        log.warning(
+            "deliveries not committed; nacking",
+            extra={"code": str(error.code), "deliveries": len(group)},
+        )
         self._failures += 1
         await self._paused(self._backoff_s())
-        await self._acks.nack(unsettled)
+        await self._acks.nack(group)
 
     def _backoff_s(self) -> float:
         growth: float = 2.0 ** min(self._failures - 1, _MAX_DOUBLINGS)

@@ -277,6 +277,42 @@ def delivery_span(headers: Mapping[str, object] | None, queue: str) -> Iterator[
         yield
 
 
+@contextlib.contextmanager
+def deliveries_span(headers: Sequence[Mapping[str, object] | None], queue: str) -> Iterator[None]:
+    """The consumer span of deliveries submitted together: one delivery's span is the child
+    of the context its headers carry (`delivery_span`); several deliveries' span is a
+    root linked to each of theirs (OpenTelemetry's convention for batch processing)."""
+    if len(headers) == 1:
+        with delivery_span(headers[0], queue):
+            yield
+        return
+    tracer = _tracer
+    if tracer is None:
+        yield
+        return
+    links: dict[str, Link] = {}
+    for carried in headers:
+        value = (carried or {}).get("traceparent")
+        if not isinstance(value, str) or value in links or len(links) >= MAX_LINKS:
+            continue
+        remote = trace.get_current_span(_propagator.extract({"traceparent": value}))
+        if remote.get_span_context().is_valid:
+            links[value] = Link(remote.get_span_context(), {"sluice.link": "delivery"})
+    with tracer.start_as_current_span(
+        "sluice.delivery",
+        context=otel_context.Context(),
+        kind=SpanKind.CONSUMER,
+        links=list(links.values()),
+        attributes={
+            "messaging.system": "rabbitmq",
+            "messaging.operation": "process",
+            "messaging.destination.name": queue,
+            "messaging.batch.message_count": len(headers),
+        },
+    ):
+        yield
+
+
 def inject(headers: MutableMapping[str, str]) -> None:
     """Add the current span's W3C `traceparent` to outgoing message headers."""
     if _tracer is not None:

@@ -13,7 +13,7 @@ import signal
 import subprocess
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 
@@ -22,9 +22,11 @@ import asyncpg
 import httpx
 import orjson
 import pytest
+from aiormq.abc import DeliveredMessage
 
 from app.broker import declare_topology
 from app.config import AmqpSettings, HttpAck
+from app.consumer import Acknowledger
 from tests.broker_support import (
     DEFAULT_AMQP_URL,
     amqp_settings,
@@ -291,6 +293,52 @@ async def test_a_message_past_the_delivery_limit_is_dead_lettered(
         await connection.close()
     assert letter.message_id == "crashes-the-consumer"
     assert await queue_depth(amqp_url, limited.queue) == 0
+
+
+async def test_a_multiple_ack_never_takes_a_nacked_delivery_along(
+    amqp_url: str, queue: AmqpSettings
+) -> None:
+    """Deliveries 1-3 taken; 1 is nacked while 2 and 3 commit in the same turn of the
+    loop. The `multiple` ack of 3 must reach the broker after the nack of 1, or it would
+    ack 1 too (lost), and the nack of an acked tag would then close the channel."""
+    await publish_all(amqp_url, [raw_message(b"{}", f"m{n}") for n in range(3)], queue)
+    connection = await aio_pika.connect(amqp_url)
+    try:
+        channel = await connection.channel()
+        await declare_topology(channel, queue)
+        raw = await channel.get_underlay_channel()
+        await raw.basic_qos(prefetch_count=10)
+        taken: list[DeliveredMessage] = []
+
+        async def take(delivery: DeliveredMessage) -> None:
+            taken.append(delivery)
+
+        await raw.basic_consume(queue.queue, take)
+        await _until(lambda: len(taken) == 3)
+        acks = Acknowledger()
+        first, *rest = [acks.track(delivery) for delivery in taken]
+        nacking = asyncio.create_task(acks.nack([first]))
+        acks.committed(rest)
+        await nacking
+        await acks.idle()
+        await _until(lambda: len(taken) == 4)  # the nacked one, back
+        again = taken[3]
+        await raw.basic_ack(again.delivery_tag or 0)
+        await asyncio.sleep(0.5)
+        assert not raw.is_closed
+    finally:
+        await connection.close()
+    assert again.header.properties.message_id == "m0"
+    assert again.redelivered
+    assert await queue_depth(amqp_url, queue.queue) == 0
+    assert await queue_depth(amqp_url, queue.dead_letter_queue) == 0
+
+
+async def _until(condition: Callable[[], bool], timeout_s: float = 10) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.05)
 
 
 @pytest.fixture
