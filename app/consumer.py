@@ -5,10 +5,11 @@ pipeline the web process builds (`app.main.pipeline`). It has no batching of its
 deliveries that arrive within `SLUICE_AMQP_GROUP_WINDOW_MS` of a group's start (at most
 `SLUICE_BATCH_MAX_SIZE`; the group goes as soon as it is full) are decoded and submitted
 as one message to the process's `Batcher`, which cuts batches for every source alike;
-the broker's `prefetch_count` bounds how many deliveries are unacked at once. Grouping changes what a delivery costs, not what happens to it: each is
-still acked, nacked or quarantined on its own, in delivery order. It consumes on the
-aiormq channel under aio-pika's robust one (aio-pika's message object per delivery cost
-more than the rest of the consumer's work; docs/benchmarks.md, *Consumer*).
+the broker's `prefetch_count` bounds how many deliveries are unacked at once. Grouping
+changes what a delivery costs, not what happens to it: each is still acked, nacked or
+quarantined on its own, in delivery order. It consumes on the aiormq channel under
+aio-pika's robust one (aio-pika's message object per delivery cost more than the rest
+of the consumer's work; docs/benchmarks.md, *Consumer*).
 
 - A delivery is acked only after the batch holding it committed, whatever its outcome:
   stored, duplicate (a redelivery), suppressed, or rejected (its quarantine row committed
