@@ -237,6 +237,10 @@ class AmqpSettings(_Group):
     # Unacked deliveries the broker may hand this consumer; 0: twice SLUICE_BATCH_MAX_SIZE
     # (so one micro-batch fills while the previous one commits), within the buffer.
     prefetch: int = Field(0, ge=0, le=65535)
+    # Milliseconds a group of deliveries gathers (up to SLUICE_BATCH_MAX_SIZE) before it
+    # enters the pipeline: one socket read holds few deliveries, and each group pays the
+    # pipeline's fixed costs once. 0: only the deliveries of one turn of the event loop.
+    group_window_ms: float = Field(2.0, ge=0, le=1000)
     # `source` and `type` of messages that are not CloudEvents (raw JSON); an empty source
     # means /amqp/<queue>; the message's own `type` property wins over the default type.
     source: Unsettable[str] = None

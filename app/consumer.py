@@ -2,13 +2,14 @@
 
 Run by `python -m app consume`, its own process (never inside a web worker), on the same
 pipeline the web process builds (`app.main.pipeline`). It has no batching of its own: the
-deliveries that arrive in one turn of the event loop (at most `SLUICE_BATCH_MAX_SIZE`)
-are decoded and submitted as one message to the process's `Batcher`, which cuts batches
-for every source alike; the broker's `prefetch_count` bounds how many deliveries are
-unacked at once. Grouping changes what a delivery costs, not what happens to it: each is
-still acked, nacked or quarantined on its own, in delivery order. It consumes on the
-aiormq channel under aio-pika's robust one (aio-pika's message object per delivery cost
-more than the rest of the consumer's work; docs/benchmarks.md, *Consumer*).
+deliveries that arrive within `SLUICE_AMQP_GROUP_WINDOW_MS` of a group's start (at most
+`SLUICE_BATCH_MAX_SIZE`; the group goes as soon as it is full) are decoded and submitted
+as one message to the process's `Batcher`, which cuts batches for every source alike;
+the broker's `prefetch_count` bounds how many deliveries are unacked at once. Grouping
+changes what a delivery costs, not what happens to it: each is still acked, nacked or
+quarantined on its own, in delivery order. It consumes on the aiormq channel under
+aio-pika's robust one (aio-pika's message object per delivery cost more than the rest
+of the consumer's work; docs/benchmarks.md, *Consumer*).
 
 - A delivery is acked only after the batch holding it committed, whatever its outcome:
   stored, duplicate (a redelivery), suppressed, or rejected (its quarantine row committed
@@ -220,6 +221,10 @@ class Consumer:
         self._prefetch = settings.amqp.prefetch_for(settings.batch)
         # A group never outgrows one batch: a failed flush then nacks only its own deliveries.
         self._group_size = settings.batch.max_size
+        self._window_s = settings.amqp.group_window_ms / 1000
+        self._gathering: asyncio.Future[None] | None = None  # the group waits for more
+        self._groups = 0  # groups and deliveries submitted: their mean is logged at stop
+        self._grouped = 0
         self._acks = Acknowledger()
         self._stopping = asyncio.Event()
         self._failures = 0  # consecutive transient failures: the backoff grows with them
@@ -247,6 +252,7 @@ class Consumer:
     async def stop(self) -> None:
         """Stop taking deliveries; commit and ack every one already taken."""
         self._stopping.set()
+        self._gathered()  # the group being gathered goes now: nothing more will join it
         for task in (self._sampler, self._task, self._resubscribing):
             if task is not None and not task.done():
                 task.cancel()
@@ -256,6 +262,10 @@ class Consumer:
             with contextlib.suppress(*CONNECTION_EXCEPTIONS):
                 await self._raw.basic_cancel(self._consumer_tag)
         await self._acks.idle()
+        log.info(
+            "deliveries settled",
+            extra={"groups": self._groups, "deliveries": self._grouped},
+        )
         if self._channel is not None:
             with contextlib.suppress(*CONNECTION_EXCEPTIONS):
                 await self._channel.close()
@@ -339,17 +349,44 @@ class Consumer:
         self._arrived.append(unsettled)
         if self._submitter is None:
             self._submitter = asyncio.get_running_loop().create_task(self._submit_arrived())
+        elif len(self._arrived) >= self._group_size:
+            self._gathered()
 
     async def _submit_arrived(self) -> None:
         """One group after the other, in delivery order: a group held by a full buffer
         holds the later ones too (the consumer stops pulling once prefetch is reached)."""
         try:
             while self._arrived:
+                await self._gather()
                 take = min(len(self._arrived), self._group_size)
                 group = [self._arrived.popleft() for _ in range(take)]
+                self._groups += 1
+                self._grouped += take
                 await self._submit(group)
         finally:
             self._submitter = None
+
+    async def _gather(self) -> None:
+        """Until the group is full or the window has passed: a socket read holds only a
+        few deliveries, and the pipeline's costs per message (ticket, steps, timers,
+        submission) are paid once per group (docs/benchmarks.md, *Consumer*)."""
+        if len(self._arrived) >= self._group_size or self._window_s <= 0:
+            return
+        if self._stopping.is_set():
+            return
+        loop = asyncio.get_running_loop()
+        self._gathering = gathering = loop.create_future()
+        timer = loop.call_later(self._window_s, self._gathered)
+        try:
+            await gathering
+        finally:
+            timer.cancel()
+            self._gathering = None
+
+    def _gathered(self) -> None:
+        """The group being gathered is complete (full, its window passed, or stopping)."""
+        if self._gathering is not None and not self._gathering.done():
+            self._gathering.set_result(None)
 
     def _message_of(self, group: list[Unsettled]) -> Message[Candidate]:
         """The group's events as one message; forwarded writables have nothing left to

@@ -11,6 +11,7 @@ import asyncio
 import os
 import signal
 import subprocess
+import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -126,6 +127,32 @@ async def test_sigkill_midway_then_every_message_is_stored_exactly_once(
     assert stored == distinct == total
     assert await queue_depth(amqp_url, queue.queue) == 0
     assert await queue_depth(amqp_url, queue.dead_letter_queue) == 0
+
+
+async def test_a_group_gathers_deliveries_for_its_window_not_one_socket_read(
+    amqp_url: str, database_url: str, db: asyncpg.Connection, queue: AmqpSettings
+) -> None:
+    """A pre-filled queue drains in full groups (SLUICE_BATCH_MAX_SIZE): a group waits up to
+    SLUICE_AMQP_GROUP_WINDOW_MS for more, where one loop turn's would hold a few deliveries
+    (a socket read's) and the pipeline's costs per message would be paid per few."""
+    total, group = 400, 100
+    source = unique_source("amqp-group")
+    await publish_all(amqp_url, [_structured(source, str(n)) for n in range(total)], queue)
+    env = _env(
+        amqp_url,
+        database_url,
+        queue,
+        SLUICE_LOG_LEVEL="INFO",
+        SLUICE_BATCH_MAX_SIZE=str(group),
+        SLUICE_AMQP_GROUP_WINDOW_MS="1000",
+    )
+    with tempfile.TemporaryFile() as log:
+        with served(env, command="consume", probe="ready", timeout_s=60, log=log):
+            assert await _settled(db, _BY_SOURCE, source, total) == total
+        log.seek(0)
+        [settled] = [orjson.loads(line) for line in log if b'"deliveries settled"' in line]
+    assert settled["deliveries"] == total
+    assert settled["groups"] <= total // group + 1
 
 
 async def test_sigterm_commits_and_acks_what_it_took_and_nothing_more(
