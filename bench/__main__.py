@@ -19,7 +19,7 @@ from bench.copy_ceiling import measure_copy
 from bench.load import LoadPlan, LoadRun, Tally
 from bench.report import Result, cpu_figures, percentile, render, write_json
 from bench.server import Service, running_service
-from bench.tracing import TracingCost, measure, otlp_receiver
+from bench.tracing import Sample, TracingCost, measure, otlp_receiver
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -54,7 +54,7 @@ def _parser() -> argparse.ArgumentParser:
         "--tracing-duration",
         type=float,
         default=8.0,
-        help="measured seconds per tracing setting: off, 100 %% and 10 %% sampling (0: skip)",
+        help="measured seconds per tracing setting: off, 100 %% and default sampling (0: skip)",
     )
     return parser
 
@@ -207,16 +207,23 @@ def _tracing(args: argparse.Namespace, url: str) -> TracingCost | None:
         return None
     short = argparse.Namespace(**{**vars(args), "duration": args.tracing_duration})
 
-    def run(extra_env: dict[str, str]) -> float:
+    def run(extra_env: dict[str, str]) -> Sample:
         with running_service(url, workers=args.workers, extra_env=extra_env) as service:
-            tally, _, _ = _load(short, service)
-        return tally.window_events / short.duration
+            tally, cpu_pct, _ = _load(short, service)
+        service_s = cpu_pct["service"] / 100 * short.duration if "service" in cpu_pct else None
+        per_event = (
+            1e6 * service_s / tally.window_events if service_s and tally.window_events else None
+        )
+        return Sample(tally.window_events / short.duration, per_event)
 
     with otlp_receiver() as endpoint:
         if endpoint is None:
             print("bench: no OTLP receiver (make tools-observability); no tracing figure")
             return None
-        print(f"bench: tracing off / 100 % / 10 %, {args.tracing_duration:g} s each", flush=True)
+        print(
+            f"bench: tracing off / 100 % / default sampling, {args.tracing_duration:g} s each",
+            flush=True,
+        )
         return measure(run, endpoint)
 
 
