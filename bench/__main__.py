@@ -54,7 +54,7 @@ def _parser() -> argparse.ArgumentParser:
         "--tracing-duration",
         type=float,
         default=8.0,
-        help="measured seconds per tracing setting: off, 100 %% and default sampling (0: skip)",
+        help="measured seconds per tracing run: off, 100 %%, default sampling; twice (0: skip)",
     )
     return parser
 
@@ -221,7 +221,7 @@ def _tracing(args: argparse.Namespace, url: str) -> TracingCost | None:
             print("bench: no OTLP receiver (make tools-observability); no tracing figure")
             return None
         print(
-            f"bench: tracing off / 100 % / default sampling, {args.tracing_duration:g} s each",
+            f"bench: tracing off, 100 %, default, twice, {args.tracing_duration:g} s each",
             flush=True,
         )
         return measure(run, endpoint)
