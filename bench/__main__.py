@@ -19,7 +19,7 @@ from bench.copy_ceiling import measure_copy
 from bench.load import LoadPlan, LoadRun, Tally
 from bench.report import Result, cpu_figures, percentile, render, write_json
 from bench.server import Service, running_service
-from bench.tracing import Sample, TracingCost, measure, otlp_receiver
+from bench.tracing import Sample, TracingCost, measure, receiver_installed
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -216,15 +216,13 @@ def _tracing(args: argparse.Namespace, url: str) -> TracingCost | None:
         )
         return Sample(tally.window_events / short.duration, per_event)
 
-    with otlp_receiver() as endpoint:
-        if endpoint is None:
-            print("bench: no OTLP receiver (make tools-observability); no tracing figure")
-            return None
-        print(
-            f"bench: tracing off, 100 %, default, twice, {args.tracing_duration:g} s each",
-            flush=True,
-        )
-        return measure(run, endpoint)
+    if not receiver_installed():
+        print("bench: no OTLP receiver (make tools-observability); no tracing figure")
+        return None
+    print(
+        f"bench: tracing off, 100 %, default, twice, {args.tracing_duration:g} s each", flush=True
+    )
+    return measure(run)
 
 
 def _terminate(signum: int, _: object) -> NoReturn:
