@@ -36,7 +36,7 @@ from bench.report import (
     write_json,
 )
 from bench.server import CONTRACTS_DIR, PROJECT_ROOT, Service, running_peer, running_service
-from bench.tracing import measure, otlp_receiver
+from bench.tracing import Sample, measure, receiver_installed
 
 SECTIONS = ("copy", "sluice", "single", "burst", "latency", "overload", "peers", "consumer")
 # `--quick`: every duration and size cut, for trying a change (the figures are noisier).
@@ -255,19 +255,18 @@ def _tracing(args: argparse.Namespace, run: Run, url: str) -> None:
     if args.tracing_duration <= 0:
         return
 
-    def measured(extra_env: dict[str, str]) -> float:
+    def measured(extra_env: dict[str, str]) -> Sample:
         with running_service(url, workers=args.workers, extra_env=extra_env) as service:
             figures: Throughput = closed_loop(
                 service, plan_from(args, service.base_url, args.tracing_duration), postgres_url=None
             )
-        return figures.events_per_s
+        return Sample(figures.events_per_s, figures.us_per_event("service"))
 
-    with otlp_receiver() as endpoint:
-        if endpoint is None:
-            run.notes.append("tracing          no OTLP receiver (make tools-observability)")
-            return
-        _say(f"tracing off / 100 % / 10 %, {args.tracing_duration:g} s each")
-        run.tracing_events_per_s = measure(measured, endpoint).events_per_s
+    if not receiver_installed():
+        run.notes.append("tracing          no OTLP receiver (make tools-observability)")
+        return
+    _say(f"tracing off / 100 % / default sampling, twice, {args.tracing_duration:g} s each")
+    run.tracing_events_per_s = measure(measured).events_per_s
 
 
 def _run(args: argparse.Namespace) -> Run:

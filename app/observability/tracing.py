@@ -17,7 +17,11 @@ What is traced (every span name starts with `sluice.` except the libraries' own)
 
 Configuration is the standard `OTEL_*` variables: `OTEL_TRACES_EXPORTER` (`none`, the
 default, `otlp` over http/protobuf, `console`), `OTEL_EXPORTER_OTLP_*`, `OTEL_TRACES_SAMPLER`
-(+ `_ARG`), `OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES`, `OTEL_BSP_*`. Under
+(+ `_ARG`), `OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES`, `OTEL_BSP_*`. Sampling is head
+sampling; with no `OTEL_TRACES_SAMPLER`, Sluice's default is `parentbased_traceidratio` at
+`DEFAULT_RATIO` (1 %, or `OTEL_TRACES_SAMPLER_ARG`): a caller's sampled `traceparent` is
+always followed. Whatever the sampler, a root span with a sampled link is sampled
+(`_FollowLinks`), so the flush of a sampled request is never lost to the ratio. Under
 `ddtrace-run` with `DD_TRACE_OTEL_ENABLED=true`, the same spans go through Datadog's
 implementation of the OpenTelemetry API instead (ddtrace instruments FastAPI and asyncpg).
 
@@ -28,6 +32,10 @@ a value) never do. Under ddtrace, `_DatadogScrubber` drops the same kinds of tag
 
 Cost when off: no step is wrapped, `flush_span` and `span` are a test of one global, and
 `request_span` one context-variable read per wire message; no per-event work ever.
+Cost of an unsampled request: the request span (non-recording), and nothing else: `Traced`
+and `span` start no span under a non-recording one, the CloudEvents' `traceparent`s are not
+read, and a batch with no sampled request gets no flush span and no database spans
+(instrumentation is suppressed while it is written).
 The provider is built per process, after gunicorn forks (`gunicorn.conf.py` `post_fork`),
 never in the master: the SDK's export thread does not survive a fork.
 """
@@ -45,12 +53,33 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
+from opentelemetry.instrumentation.utils import (
+    suppress_http_instrumentation,
+    suppress_instrumentation,
+)
 from opentelemetry.sdk.resources import OTELResourceDetector, Resource
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
-from opentelemetry.trace import Link, Span, SpanKind, Status, Tracer
+from opentelemetry.sdk.trace.sampling import (
+    ALWAYS_ON,
+    Decision,
+    ParentBasedTraceIdRatio,
+    Sampler,
+    SamplingResult,
+)
+from opentelemetry.trace import (
+    Link,
+    NonRecordingSpan,
+    Span,
+    SpanContext,
+    SpanKind,
+    Status,
+    Tracer,
+    TraceState,
+)
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from opentelemetry.util.types import Attributes
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.model.events import Candidate
 
@@ -59,6 +88,8 @@ log = logging.getLogger(__name__)
 SERVICE_NAME = "sluice"
 #: A span keeps at most this many links (the SDK's default limit is 128).
 MAX_LINKS = 128
+#: The share of the traces starting here that are sampled when `OTEL_TRACES_SAMPLER` is unset.
+DEFAULT_RATIO = 0.01
 
 # Attribute keys that may leave the process: names, templates, codes and counts only.
 _SAFE_ATTRIBUTES = frozenset(
@@ -110,7 +141,7 @@ def configure_from_environment() -> None:
     exporters = [_exporter(name) for name in names if name and name != "none"]
     if not exporters:
         return
-    provider = TracerProvider(resource=_resource())  # the sampler comes from OTEL_TRACES_SAMPLER
+    provider = TracerProvider(resource=_resource(), sampler=sampler())
     for exporter in exporters:
         provider.add_span_processor(_Scrubbed(BatchSpanProcessor(exporter)))
     install(provider)
@@ -125,6 +156,61 @@ def install(provider: TracerProvider) -> None:
     global _tracer, _provider
     _provider, _tracer = provider, provider.get_tracer(SERVICE_NAME)
     AsyncPGInstrumentor(capture_parameters=False).instrument(tracer_provider=provider)
+
+
+def sampler() -> Sampler:
+    """The sampler `OTEL_TRACES_SAMPLER`/`_ARG` name, or Sluice's default, following links.
+
+    The SDK's own default (`parentbased_always_on`) traces every request, which costs
+    about 40 % more CPU per event at full load (docs/observability.md, "What tracing
+    costs"); an operator who turns the exporter on gets 1 % of the new traces instead, and
+    every request whose caller sampled it."""
+    named = os.environ.get("OTEL_TRACES_SAMPLER", "").strip()
+    if named:
+        # The SDK's parsing, `_ARG` included, so every standard name means what it says.
+        from opentelemetry.sdk.trace.sampling import _get_from_env_or_default  # noqa: PLC0415
+
+        return _FollowLinks(_get_from_env_or_default())
+    ratio = os.environ.get("OTEL_TRACES_SAMPLER_ARG", "").strip()
+    try:
+        rate = float(ratio) if ratio else DEFAULT_RATIO
+    except ValueError:
+        raise RuntimeError(f"OTEL_TRACES_SAMPLER_ARG={ratio}: a ratio from 0 to 1") from None
+    return _FollowLinks(ParentBasedTraceIdRatio(rate))
+
+
+class _FollowLinks(Sampler):
+    """`inner`, except that a root span with a sampled link is sampled: a flush is a trace
+    of its own, and sampling it by its own trace id would drop most sampled requests' one.
+    So is a request root `_HeadSampled` already picked."""
+
+    def __init__(self, inner: Sampler) -> None:
+        self._inner = inner
+
+    def should_sample(  # noqa: PLR0917 - the SDK's `Sampler` signature
+        self,
+        parent_context: otel_context.Context | None,
+        trace_id: int,
+        name: str,
+        kind: SpanKind | None = None,
+        attributes: Attributes = None,
+        links: Sequence[Link] | None = None,
+        trace_state: TraceState | None = None,
+    ) -> SamplingResult:
+        parent = trace.get_current_span(parent_context).get_span_context()
+        if not parent.is_valid and (
+            otel_context.get_value(_HEAD_SAMPLED, parent_context)
+            or any(link.context.trace_flags.sampled for link in links or ())
+        ):
+            return ALWAYS_ON.should_sample(
+                parent_context, trace_id, name, kind, attributes, links, trace_state
+            )
+        return self._inner.should_sample(
+            parent_context, trace_id, name, kind, attributes, links, trace_state
+        )
+
+    def get_description(self) -> str:
+        return f"FollowLinks{{{self._inner.get_description()}}}"
 
 
 def scrubbed(processor: SpanProcessor) -> SpanProcessor:
@@ -145,14 +231,81 @@ def shutdown() -> None:
 
 
 def instrument_app(app: Any) -> None:
-    """Request spans for a FastAPI app, without the ASGI `receive`/`send` spans."""
-    if _provider is None:  # off, or ddtrace's own FastAPI integration does it
+    """Request spans for a FastAPI app, without the ASGI `receive`/`send` spans, and only
+    for the requests the sampler picks (`_HeadSampled`, outside the instrumentation)."""
+    provider = _provider
+    if provider is None:  # off, or ddtrace's own FastAPI integration does it
         return
     from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor  # noqa: PLC0415
 
     FastAPIInstrumentor.instrument_app(
-        app, tracer_provider=_provider, exclude_spans=["receive", "send"]
+        app, tracer_provider=provider, exclude_spans=["receive", "send"]
     )
+    # The instrumentation builds its middleware around the app's stack the same way.
+    instrumented = app.build_middleware_stack
+    app.build_middleware_stack = lambda: _HeadSampled(instrumented(), provider)
+
+
+# Set in the context of a request `_HeadSampled` picked: its request span, a root, is then
+# sampled without asking the ratio a second time about another trace id.
+_HEAD_SAMPLED = otel_context.create_key("sluice-head-sampled")
+
+
+class _HeadSampled:
+    """Asks the sampler about each HTTP request before the FastAPI instrumentation sees it.
+
+    The instrumentation's middleware took about 6 % of a worker at full load (attributes
+    from the scope, route matching, a span, its metrics) even for requests whose span is
+    not sampled. A request the sampler declines passes it by (the HTTP
+    instrumentation suppressed) under a non-recording span of the same trace, which is what
+    the SDK would have made: logs still carry its ids and the consumer still gets an
+    unsampled `traceparent`. A sampled one goes through it, the decision kept."""
+
+    def __init__(self, app: ASGIApp, provider: TracerProvider) -> None:
+        self._app = app
+        self._sampler = provider.sampler
+        self._ids = provider.id_generator
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        parent = _caller_context(scope)
+        caller = trace.get_current_span(parent).get_span_context()
+        trace_id = caller.trace_id if caller.is_valid else self._ids.generate_trace_id()
+        decision = self._sampler.should_sample(parent, trace_id, "request", SpanKind.SERVER)
+        if decision.decision is Decision.RECORD_AND_SAMPLE:
+            # The instrumentation reads the caller's `traceparent` again from the scope.
+            token = otel_context.attach(otel_context.set_value(_HEAD_SAMPLED, True))
+            try:
+                await self._app(scope, receive, send)
+            finally:
+                otel_context.detach(token)
+            return
+        unsampled = NonRecordingSpan(
+            SpanContext(
+                trace_id,
+                self._ids.generate_span_id(),
+                is_remote=False,
+                trace_state=decision.trace_state,
+            )
+        )
+        token = otel_context.attach(trace.set_span_in_context(unsampled))
+        try:
+            with suppress_http_instrumentation():
+                await self._app(scope, receive, send)
+        finally:
+            otel_context.detach(token)
+
+
+def _caller_context(scope: Scope) -> otel_context.Context:
+    """The context of the request's W3C `traceparent` (and `tracestate`), or an empty one."""
+    carrier = {
+        name.decode("latin-1"): value.decode("latin-1")
+        for name, value in scope["headers"]
+        if name in {b"traceparent", b"tracestate"}
+    }
+    return _propagator.extract(carrier) if carrier else otel_context.Context()
 
 
 # --- steps --------------------------------------------------------------------------------
@@ -184,10 +337,12 @@ class Traced(Generic[M]):
 
     async def submit(self, message: M) -> None:
         tracer = _tracer
-        if tracer is None:  # tracing was shut down after the pipeline was built
+        current = trace.get_current_span()
+        # Off (shut down after the pipeline was built), or an unsampled request: no span.
+        if tracer is None or _unsampled(current):
             await self._step.submit(message)
             return
-        token = _request.set(trace.get_current_span()) if self._request else None
+        token = _request.set(current) if self._request else None
         try:
             with tracer.start_as_current_span(
                 self._name,
@@ -215,15 +370,27 @@ def event_links(events: Sequence[object]) -> list[Link]:
 
 
 def request_span() -> Span | None:
-    """The request or delivery span of the message being submitted, when tracing."""
+    """The request or delivery span of the message being submitted, when it is traced."""
     return _request.get()
+
+
+def _unsampled(current: Span) -> bool:
+    """Inside a span that is not recorded (its request was not sampled): nothing under it
+    would be either, so no child is worth starting. Outside any span, the sampler decides."""
+    return current.get_span_context().is_valid and not current.is_recording()
+
+
+def _sampled(request: Span) -> bool:
+    """The request was sampled (it may have ended: an `ack=enqueued` one usually has).
+    ddtrace decides late and its flag may not be set yet: every span counts there."""
+    return _provider is None or request.get_span_context().trace_flags.sampled
 
 
 @contextlib.contextmanager
 def span(name: str) -> Iterator[None]:
-    """A child span named `sluice.<name>` when tracing, else nothing."""
+    """A child span named `sluice.<name>` when tracing and the current span records."""
     tracer = _tracer
-    if tracer is None:
+    if tracer is None or _unsampled(trace.get_current_span()):
         yield
         return
     with tracer.start_as_current_span(f"sluice.{name}"):
@@ -232,13 +399,18 @@ def span(name: str) -> Iterator[None]:
 
 @contextlib.contextmanager
 def flush_span(request_spans: Sequence[Span | None], size: int) -> Iterator[None]:
-    """The span of one batch flush: a new trace linked to the requests it acknowledges,
-    and each still-open request span linked back, with the flush's trace id."""
+    """The span of one batch flush: a new trace linked to the sampled requests it
+    acknowledges, and each still-open request span linked back, with the flush's trace id.
+    With no sampled request there is no flush span, and no database span either."""
     tracer = _tracer
     if tracer is None:
         yield
         return
-    requests = list({id(s): s for s in request_spans if s is not None}.values())
+    requests = list({id(s): s for s in request_spans if s is not None and _sampled(s)}.values())
+    if not requests:
+        with suppress_instrumentation():  # asyncpg's spans would be roots of their own
+            yield
+        return
     with (
         tracer.start_as_current_span(
             "sluice.flush",

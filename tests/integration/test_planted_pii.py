@@ -183,6 +183,7 @@ def _run_planted(
         OTEL_TRACES_EXPORTER="otlp",
         OTEL_EXPORTER_OTLP_ENDPOINT=agent.otlp_url,
         OTEL_BSP_SCHEDULE_DELAY="200",
+        OTEL_TRACES_SAMPLER="parentbased_always_on",  # not the default 1 %: every span
     )
     with (
         tempfile.TemporaryFile() as log,

@@ -5,8 +5,8 @@
   every span from a worker (the provider is built after the fork, never in the master),
   and the access log line carrying the request's `trace_id`.
 - Datadog: `ddtrace-run python -m app serve` with `DD_SERVICE`/`DD_ENV`/`DD_VERSION` into
-  the test agent: service, env, version, resource names, the span tree, and logs with
-  `dd.trace_id`/`dd.span_id`.
+  the test agent: service, env, version, resource names, the span tree, and the access log
+  line carrying the request's real `dd.trace_id`/`dd.span_id` and `trace_id`/`span_id`.
 """
 
 from __future__ import annotations
@@ -172,6 +172,16 @@ def test_ddtrace_run_reports_to_the_datadog_agent(database_url: str) -> None:
         (line["dd.service"], line["dd.env"], line["dd.version"]) == ("sluice", "ci", "1.2.3")
         for line in access
     )
+    # Logs join traces: the access line is written while the request span is current, so
+    # it names the request's trace (ddtrace writes a 128-bit id in hex, a 64-bit one in
+    # decimal) and the request span itself, never "0".
+    request_ids = {s["span_id"] for t in traces for s in t if s["name"] == "fastapi.request"}
+    low64 = str(int(REMOTE_TRACE, 16) & (2**64 - 1))
+    for line in access:
+        assert line["dd.trace_id"] in {REMOTE_TRACE, low64}, line
+        assert line["trace_id"] == REMOTE_TRACE, line
+        assert int(line["dd.span_id"]) == int(line["span_id"], 16), line
+        assert int(line["dd.span_id"]) in request_ids, line
 
 
 def _ingest_traces(traces: list[list[dict[str, Any]]]) -> list[list[dict[str, Any]]]:
