@@ -179,8 +179,11 @@ class Batcher:
         before reading and decoding a message, so that an overloaded process spends no CPU
         on events it must refuse anyway (`submit` still decides for the whole message)."""
         if self._held_events >= self._max_events or self._held_bytes >= self._max_bytes:
-            metrics.BUFFER_REFUSALS.labels(source=transport).inc()
-            raise BufferFull(retry_after_s=self._retry_after_s)
+            raise self._refusal(transport)
+
+    def _refusal(self, transport: Transport) -> BufferFull:
+        metrics.BUFFER_REFUSALS.labels(source=transport).inc()
+        return BufferFull(retry_after_s=self._retry_after_s)
 
     def start(self) -> None:
         self._loop_task = asyncio.create_task(self._run(), name="sluice-batcher")
@@ -201,8 +204,7 @@ class Batcher:
             self._held_events + len(payloads) > self._max_events
             or self._held_bytes + size > self._max_bytes
         ):
-            metrics.BUFFER_REFUSALS.labels(source=transport).inc()
-            raise BufferFull(retry_after_s=self._retry_after_s)
+            raise self._refusal(transport)
         now = self._clock()
         submission = Submission(
             transport,
