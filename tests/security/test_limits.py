@@ -4,6 +4,7 @@ a body trickled a byte at a time gets 408 when `SLUICE_LIMIT_BODY_TIMEOUT_S` run
 
 from __future__ import annotations
 
+import re
 import select
 import socket
 import time
@@ -65,11 +66,19 @@ def _raw(service: str, request: bytes, *, trickle: bytes = b"", every_s: float =
                 break  # the server answered (or closed) before the body was complete
             connection.sendall(bytes([byte]))
         answer = b""
-        while chunk := connection.recv(65536):
+        while not _complete(answer) and (chunk := connection.recv(65536)):
             answer += chunk
-            if b"\r\n\r\n" in answer and answer.startswith(b"HTTP/1.1 408"):
-                break
         return answer
+
+
+def _complete(answer: bytes) -> bool:
+    """Whether `answer` holds a whole response: its head and `content-length` bytes of body
+    (the head and the body may arrive in separate segments, so a head alone is not enough)."""
+    head, separator, body = answer.partition(b"\r\n\r\n")
+    if not separator:
+        return False
+    length = re.search(rb"(?im)^content-length:\s*(\d+)\s*$", head)
+    return length is not None and len(body) >= int(length.group(1))
 
 
 def test_oversized_headers_are_refused(service: str) -> None:
