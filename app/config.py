@@ -85,7 +85,10 @@ class BatchSettings(_Group):
     model_config = SettingsConfigDict(env_prefix="SLUICE_BATCH_")
 
     max_size: int = Field(500, ge=1)
-    max_delay_ms: float = Field(10.0, ge=0)
+    # 0: a batch goes as soon as a write slot is free, and grows while every slot is busy
+    # (group commit clocked by the database itself). A positive delay only adds latency:
+    # it made single-event requests wait for it (docs/benchmarks.md, "Group commit").
+    max_delay_ms: float = Field(0.0, ge=0)
     write_concurrency: int = Field(2, ge=1)
     buffer_max_events: int = Field(20_000, ge=1)
     buffer_max_bytes: int = Field(64 * 1024 * 1024, ge=1024)

@@ -46,8 +46,8 @@ def test_defaults() -> None:
     assert settings.limits.max_attribute_chars == 1024
 
     assert settings.batch.max_size == 500
-    assert settings.batch.max_delay_ms == 10.0
-    assert settings.batch.max_delay == timedelta(milliseconds=10)
+    assert settings.batch.max_delay_ms == 0.0
+    assert settings.batch.max_delay == timedelta(0)
     assert settings.batch.write_concurrency == 2
     assert settings.batch.buffer_max_events == 20_000
     assert settings.batch.buffer_max_bytes == 64 * 1024 * 1024
