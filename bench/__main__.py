@@ -70,6 +70,7 @@ def _parser() -> argparse.ArgumentParser:
     add("--single-connections", type=int, default=64, help="wrk connections, single events")
     add("--burst-duration", type=float, default=10.0, help="measured s: 32 connections at once")
     add("--latency-duration", type=float, default=15.0, help="measured s: open loop at half max")
+    add("--latency-connections", type=int, default=256, help="connections at half max")
     add("--overload-duration", type=float, default=60.0, help="measured s: open loop at 5 x max")
     add("--overload-connections", type=int, default=2000, help="connections at 5 x max")
     add("--copy-rows", type=int, default=200_000, help="rows for the ceiling")
@@ -180,7 +181,7 @@ def _open_loops(args: argparse.Namespace, run: Run, service: Service, url: str) 
     acked = 0
     maximum = run.sluice.requests_per_s
     for section, factor, seconds, connections in (
-        ("latency", 0.5, args.latency_duration, args.clients),
+        ("latency", 0.5, args.latency_duration, args.latency_connections),
         ("overload", 5.0, args.overload_duration, args.overload_connections),
     ):
         if section not in args.sections:
