@@ -86,6 +86,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(AccessLogMiddleware)
     app.add_middleware(HeaderLimits, limits=settings.limits)
     app.include_router(ingest.router)
+    app.router.routes.insert(0, ingest.SERVED_ROUTE)
     app.include_router(admin.router)
     app.include_router(quarantine.router)
     app.include_router(quality.router)

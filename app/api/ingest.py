@@ -18,6 +18,8 @@ import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import BaseModel
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from app.api.body import read_limited_body
 from app.api.dependencies import Services
@@ -129,7 +131,7 @@ _REQUEST_BODY = {
 }
 
 
-@router.post(
+@router.post(  # declares the operation for OpenAPI; `SERVED` below answers it
     "/ingest",
     summary="Ingest CloudEvents (structured, batched or binary mode)",
     response_model=IngestResponseModel,
@@ -177,6 +179,23 @@ async def ingest(request: Request) -> Response:
         status_code=status_for(report, ack),
         media_type="application/json",
     )
+
+
+class _ServedRoute(Route):
+    """A Starlette route that names itself in the scope as FastAPI's routes do: the access
+    log, the metrics and the tracing read the route template from `scope["route"]`."""
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        scope["route"] = self
+        await super().handle(scope, receive, send)
+
+
+#: What answers `POST /ingest`: `app.main` puts it first among the app's own routes. A plain
+#: Starlette route: FastAPI's handling around an endpoint (a request-scoped exit stack for
+#: dependencies with `yield`, dependency solving, response checks) was a twelfth of a
+#: one-event request's CPU, and this endpoint uses none of it. Being matched first, the
+#: operation declared on `router` documents `POST /ingest` and is never called for it.
+SERVED_ROUTE = _ServedRoute("/ingest", ingest, methods=["POST"], name="ingest")
 
 
 def _ack_mode(value: str | None) -> AckMode:
