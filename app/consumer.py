@@ -48,6 +48,7 @@ import logging
 from collections import OrderedDict, deque
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
+from functools import partial
 
 from aio_pika.abc import AbstractChannel, AbstractRobustChannel
 from aio_pika.exceptions import CONNECTION_EXCEPTIONS
@@ -245,6 +246,16 @@ class Consumer:
         self._groups = 0  # groups and deliveries submitted: their mean is logged at stop
         self._grouped = 0
         self._acks = Acknowledger()
+        # Events submitted and not yet settled. Prefetch counts deliveries, and batch
+        # messages make a prefetch window far more events than the buffer holds: without
+        # this bound the buffer fills and every group then waits out a BufferFull pause.
+        self._in_flight = 0
+        self._max_in_flight = min(
+            settings.batch.buffer_max_events,
+            (settings.batch.write_concurrency + 2) * settings.batch.max_size,
+        )
+        self._room = asyncio.Event()
+        self._room.set()
         self._stopping = asyncio.Event()
         self._failures = 0  # consecutive transient failures: the backoff grows with them
         self._channel: AbstractChannel | None = None
@@ -376,12 +387,19 @@ class Consumer:
         holds the later ones too (the consumer stops pulling once prefetch is reached)."""
         try:
             while self._arrived:
+                await self._until_room()
                 group = await self._gather()
                 self._groups += 1
                 self._grouped += len(group.deliveries)
                 await self._submit(group)
         finally:
             self._submitter = None
+
+    async def _until_room(self) -> None:
+        """Until one more group's events fit in flight (the first always does)."""
+        while self._in_flight and self._in_flight + self._group_size > self._max_in_flight:
+            self._room.clear()
+            await self._room.wait()
 
     async def _gather(self) -> _Group:
         """Deliveries, decoded as they join, until the group holds `SLUICE_BATCH_MAX_SIZE`
@@ -462,7 +480,8 @@ class Consumer:
                     self._nack_later(deliveries, error)
                     return
                 else:
-                    message.ticket.when_settled(lambda error: self._settled(deliveries, error))
+                    self._in_flight += group.events
+                    message.ticket.when_settled(partial(self._settled, deliveries, group.events))
                     return
         except Exception:  # a bug must not strand deliveries: the delivery limit bounds it
             log.exception("deliveries failed unexpectedly; nacking")
@@ -474,7 +493,9 @@ class Consumer:
         headers = [unsettled.delivery.header.properties.headers for unsettled in group]
         return tracing.deliveries_span(headers, self._amqp.queue)
 
-    def _settled(self, group: list[Unsettled], error: Retryable | None) -> None:
+    def _settled(self, group: list[Unsettled], events: int, error: Retryable | None) -> None:
+        self._in_flight -= events
+        self._room.set()
         if error is None:
             self._failures = 0
             self._acks.committed(group)
