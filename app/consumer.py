@@ -2,14 +2,17 @@
 
 Run by `python -m app consume`, its own process (never inside a web worker), on the same
 pipeline the web process builds (`app.main.pipeline`). It has no batching of its own: the
-deliveries that arrive within `SLUICE_AMQP_GROUP_WINDOW_MS` of a group's start (at most
-`SLUICE_BATCH_MAX_SIZE`; the group goes as soon as it is full) are decoded and submitted
-as one message to the process's `Batcher`, which cuts batches for every source alike;
-the broker's `prefetch_count` bounds how many deliveries are unacked at once. Grouping
-changes what a delivery costs, not what happens to it: each is still acked, nacked or
-quarantined on its own, in delivery order. It consumes on the aiormq channel under
-aio-pika's robust one (aio-pika's message object per delivery cost more than the rest
-of the consumer's work; docs/benchmarks.md, *Consumer*).
+deliveries that arrive within `SLUICE_AMQP_GROUP_WINDOW_MS` of a group's start (until
+they hold `SLUICE_BATCH_MAX_SIZE` events; the group goes as soon as it is full) are
+decoded and submitted as one message to the process's `Batcher`, which cuts batches for
+every source alike; the broker's `prefetch_count` bounds how many deliveries are unacked
+at once. Grouping changes what a delivery costs, not what happens to it: each is still
+acked, nacked or quarantined on its own, in delivery order. A batch message
+(`application/cloudevents-batch+json`, `sources/amqp.py`) is one delivery of many
+events: it is acked once every one of them committed, each stored, duplicate or
+quarantined on its own. It consumes on the aiormq channel under aio-pika's robust one
+(aio-pika's message object per delivery cost more than the rest of the consumer's work;
+docs/benchmarks.md, *Consumer*).
 
 - A delivery is acked only after the batch holding it committed, whatever its outcome:
   stored, duplicate (a redelivery), suppressed, or rejected (its quarantine row committed
@@ -44,7 +47,8 @@ import contextlib
 import logging
 from collections import OrderedDict, deque
 from collections.abc import Awaitable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import partial
 
 from aio_pika.abc import AbstractChannel, AbstractRobustChannel
 from aio_pika.exceptions import CONNECTION_EXCEPTIONS
@@ -176,6 +180,20 @@ async def _settle(operation: Awaitable[object]) -> None:
         log.info("delivery not settled: its channel closed", extra={"error": type(exc).__name__})
 
 
+@dataclass(slots=True, eq=False)
+class _Group:
+    """Deliveries gathered into one pipeline message, with what they decoded to."""
+
+    deliveries: list[Unsettled] = field(default_factory=list)
+    candidates: list[Candidate] = field(default_factory=list)
+    writables: list[Writable] = field(default_factory=list)
+    broken: list[Unsettled] = field(default_factory=list)  # decoding raised: nacked
+
+    @property
+    def events(self) -> int:
+        return len(self.candidates) + len(self.writables)
+
+
 def _wire(delivery: DeliveredMessage) -> AmqpMessage:
     properties = delivery.header.properties
     return AmqpMessage(
@@ -219,13 +237,25 @@ class Consumer:
         self._decoder = decoder
         self._amqp = settings.amqp
         self._prefetch = settings.amqp.prefetch_for(settings.batch)
-        # A group never outgrows one batch: a failed flush then nacks only its own deliveries.
+        # A group holds one batch's worth of events (one delivery's may hold more): a failed
+        # flush then nacks only its own deliveries.
         self._group_size = settings.batch.max_size
         self._window_s = settings.amqp.group_window_ms / 1000
         self._gathering: asyncio.Future[None] | None = None  # the group waits for more
+        self._wanted = self._group_size  # arrivals that surely fill the group being gathered
         self._groups = 0  # groups and deliveries submitted: their mean is logged at stop
         self._grouped = 0
         self._acks = Acknowledger()
+        # Events submitted and not yet settled. Prefetch counts deliveries, and batch
+        # messages make a prefetch window far more events than the buffer holds: without
+        # this bound the buffer fills and every group then waits out a BufferFull pause.
+        self._in_flight = 0
+        self._max_in_flight = min(
+            settings.batch.buffer_max_events,
+            (settings.batch.write_concurrency + 2) * settings.batch.max_size,
+        )
+        self._room = asyncio.Event()
+        self._room.set()
         self._stopping = asyncio.Event()
         self._failures = 0  # consecutive transient failures: the backoff grows with them
         self._channel: AbstractChannel | None = None
@@ -349,7 +379,7 @@ class Consumer:
         self._arrived.append(unsettled)
         if self._submitter is None:
             self._submitter = asyncio.get_running_loop().create_task(self._submit_arrived())
-        elif len(self._arrived) >= self._group_size:
+        elif len(self._arrived) >= self._wanted:
             self._gathered()
 
     async def _submit_arrived(self) -> None:
@@ -357,73 +387,105 @@ class Consumer:
         holds the later ones too (the consumer stops pulling once prefetch is reached)."""
         try:
             while self._arrived:
-                await self._gather()
-                take = min(len(self._arrived), self._group_size)
-                group = [self._arrived.popleft() for _ in range(take)]
+                await self._until_room()
+                group = await self._gather()
                 self._groups += 1
-                self._grouped += take
+                self._grouped += len(group.deliveries)
                 await self._submit(group)
         finally:
             self._submitter = None
 
-    async def _gather(self) -> None:
-        """Until the group is full or the window has passed: a socket read holds only a
-        few deliveries, and the pipeline's costs per message (ticket, steps, timers,
-        submission) are paid once per group (docs/benchmarks.md, *Consumer*)."""
-        if len(self._arrived) >= self._group_size or self._window_s <= 0:
-            return
-        if self._stopping.is_set():
-            return
+    async def _until_room(self) -> None:
+        """Until one more group's events fit in flight (the first always does)."""
+        while self._in_flight and self._in_flight + self._group_size > self._max_in_flight:
+            self._room.clear()
+            await self._room.wait()
+
+    async def _gather(self) -> _Group:
+        """Deliveries, decoded as they join, until the group holds `SLUICE_BATCH_MAX_SIZE`
+        events or the window has passed: a socket read holds only a few deliveries, and
+        the pipeline's costs per message (ticket, steps, timers, submission) are paid once
+        per group (docs/benchmarks.md, *Consumer*). Counted in events, not deliveries, so
+        that a group of batch messages stays one batch's worth too; only the group being
+        gathered is decoded, so a held group keeps the rest raw (prefetch bounds those)."""
+        group = _Group()
+        self._take(group)
+        if self._window_s <= 0:
+            return group
         loop = asyncio.get_running_loop()
-        self._gathering = gathering = loop.create_future()
-        timer = loop.call_later(self._window_s, self._gathered)
-        try:
-            await gathering
-        finally:
-            timer.cancel()
-            self._gathering = None
+        deadline = loop.time() + self._window_s
+        while group.events < self._group_size and not self._stopping.is_set():
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                break
+            # Each delivery holds at least one event (or is quarantined as one): woken once
+            # this many have arrived, the group is surely full.
+            self._wanted = self._group_size - group.events
+            self._gathering = gathering = loop.create_future()
+            timer = loop.call_later(remaining, self._gathered)
+            try:
+                await gathering
+            finally:
+                timer.cancel()
+                self._gathering = None
+            self._take(group)
+        return group
+
+    def _take(self, group: _Group) -> None:
+        """Move arrived deliveries into `group`, decoded, until it holds a batch's worth."""
+        while self._arrived and group.events < self._group_size:
+            unsettled = self._arrived.popleft()
+            try:
+                decoded, forwarded = self._decoder.decode(_wire(unsettled.delivery))
+            except Exception:  # a bug must not strand the delivery: the delivery limit bounds it
+                log.exception("a delivery failed to decode unexpectedly; nacking")
+                group.broken.append(unsettled)
+                continue
+            group.deliveries.append(unsettled)
+            group.candidates += decoded
+            group.writables += forwarded
 
     def _gathered(self) -> None:
-        """The group being gathered is complete (full, its window passed, or stopping)."""
+        """The group being gathered may be complete (enough arrived, its window passed, or
+        stopping)."""
         if self._gathering is not None and not self._gathering.done():
             self._gathering.set_result(None)
 
-    def _message_of(self, group: list[Unsettled]) -> Message[Candidate]:
+    def _message_of(self, group: _Group) -> Message[Candidate]:
         """The group's events as one message; forwarded writables have nothing left to
         prepare: they ride as finished."""
-        candidates: list[Candidate] = []
-        writables: list[Writable] = []
-        for unsettled in group:
-            decoded, forwarded = self._decoder.decode(_wire(unsettled.delivery))
-            candidates += decoded
-            writables += forwarded
-        count = len(candidates) + len(writables)
-        ticket = self._pipeline.ticket(_UNNAMED * count, Transport.AMQP)
-        message = Message.of(ticket, candidates)
-        for position, writable in enumerate(writables, start=len(candidates)):
+        ticket = self._pipeline.ticket(_UNNAMED * group.events, Transport.AMQP)
+        message = Message.of(ticket, group.candidates)
+        for position, writable in enumerate(group.writables, start=len(group.candidates)):
             message.finish(position, writable)
         return message
 
-    async def _submit(self, group: list[Unsettled]) -> None:
+    async def _submit(self, group: _Group) -> None:
+        if group.broken:
+            await self._acks.nack(group.broken)
+        deliveries = group.deliveries
+        if not deliveries:
+            return
         try:
             message = self._message_of(group)
             while True:
                 try:
-                    with self._span(group):
+                    with self._span(deliveries):
                         await self._pipeline.submit(message)
                 except BufferFull:
                     # Held, not nacked: a busy process is no fault of the messages.
                     if not await self._paused(self._amqp.retry_backoff_s):
                         break  # stopping while held: back to the queue
                 except Retryable as error:
-                    self._nack_later(group, error)
+                    self._nack_later(deliveries, error)
                     return
                 else:
-                    message.ticket.when_settled(lambda error: self._settled(group, error))
+                    self._in_flight += group.events
+                    message.ticket.when_settled(partial(self._settled, deliveries, group.events))
                     return
         except Exception:  # a bug must not strand deliveries: the delivery limit bounds it
             log.exception("deliveries failed unexpectedly; nacking")
-        await self._acks.nack(group)
+        await self._acks.nack(deliveries)
 
     def _span(self, group: list[Unsettled]) -> contextlib.AbstractContextManager[None]:
         if not tracing.enabled():  # no per-delivery work when tracing is off
@@ -431,7 +493,9 @@ class Consumer:
         headers = [unsettled.delivery.header.properties.headers for unsettled in group]
         return tracing.deliveries_span(headers, self._amqp.queue)
 
-    def _settled(self, group: list[Unsettled], error: Retryable | None) -> None:
+    def _settled(self, group: list[Unsettled], events: int, error: Retryable | None) -> None:
+        self._in_flight -= events
+        self._room.set()
         if error is None:
             self._failures = 0
             self._acks.committed(group)

@@ -16,7 +16,7 @@ from app.config import BatchSettings, DatabaseSettings, PrivacySettings, Setting
 from bench import database, scaling, wrk
 from bench.anonymization import address_line
 from bench.beam import measure_beam
-from bench.consumer import ConsumerRun, broker_url, measure_consumer
+from bench.consumer import broker_url, measure_consumer
 from bench.copy_ceiling import measure_copy
 from bench.load import plan_from
 from bench.measure import Throughput, closed_loop, open_loop, single_events
@@ -50,6 +50,7 @@ QUICK = {
     "overload_duration": 10.0,
     "copy_rows": 100_000,
     "consumer_messages": 10_000,
+    "consumer_batch_messages": 1_000,
     "tracing_duration": 0.0,
 }
 
@@ -76,6 +77,12 @@ def _parser() -> argparse.ArgumentParser:
     add("--copy-rows", type=int, default=200_000, help="rows for the ceiling")
     add("--copy-chunk", type=int, default=5_000, help="rows per COPY")
     add("--consumer-messages", type=int, default=50_000, help="pre-filled messages (0: skip)")
+    add(
+        "--consumer-batch-messages",
+        type=int,
+        default=4_000,
+        help="pre-filled --batch-event messages, row 5's like-for-like figure (0: skip)",
+    )
     add("--consumers", type=int, default=0, help="consumer processes (0: as many as --workers)")
     add("--beam-events", type=int, default=0, help="archived events for Beam (0: skip)")
     add("--write-docs", action="store_true", help="put the table into docs/benchmarks.md")
@@ -234,22 +241,38 @@ def _peers(args: argparse.Namespace, run: Run, admin: str) -> None:
             run.verified[name] = (figures.acked_events, found)
 
 
-def _consume(args: argparse.Namespace, url: str) -> ConsumerRun | None:
-    if "consumer" not in args.sections or args.consumer_messages <= 0:
-        return None
+def _consume(args: argparse.Namespace, run: Run, url: str) -> None:
+    """Row 5: one-event messages (INFO), then `--batch`-event messages (the verdict)."""
+    if "consumer" not in args.sections:
+        return
+    plans = [(1, args.consumer_messages), (args.batch, args.consumer_batch_messages)]
+    if not any(messages > 0 for _, messages in plans):
+        return
     broker = broker_url()
     if broker is None:
         _say("RabbitMQ unreachable; no consumer figure")
-        return None
+        return
     processes = args.consumers or args.workers
-    _say(f"{processes} consumers, {args.consumer_messages:,} messages pre-filled")
-    return measure_consumer(
-        broker,
-        url,
-        messages=args.consumer_messages,
-        processes=processes,
-        run_tag=uuid.uuid4().hex[:8],
-    )
+    for events_per_message, messages in plans:
+        if messages <= 0:
+            continue
+        _say(
+            f"{processes} consumers, {messages:,} messages of {events_per_message} "
+            "event(s) pre-filled"
+        )
+        figures = measure_consumer(
+            broker,
+            url,
+            messages=messages,
+            processes=processes,
+            run_tag=uuid.uuid4().hex[:8],
+            events_per_message=events_per_message,
+        )
+        if events_per_message == 1:
+            run.consumer = figures
+        else:
+            run.consumer_batch = figures
+        run.verified[f"consumer ({figures.label})"] = (figures.acked, figures.stored)
 
 
 def _tracing(args: argparse.Namespace, run: Run, url: str) -> None:
@@ -286,7 +309,7 @@ def _run(args: argparse.Namespace) -> Run:
         database.checkpoint(admin)
         _sluice(args, run, url)
         _peers(args, run, admin)
-        run.consumer = _consume(args, url)
+        _consume(args, run, url)
         if args.beam_events > 0:
             _say(f"Beam DirectRunner backfill, {args.beam_events:,} archived events")
             beam = measure_beam(url, events=args.beam_events, workers=args.workers)

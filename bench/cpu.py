@@ -83,6 +83,11 @@ def sample(
     )
 
 
+def process_seconds(pids: Collection[int]) -> float:
+    """CPU seconds (user + system) so far of the processes `pids` (gone ones count 0)."""
+    return sum(stat[2] for pid in pids if (stat := _stat(str(pid))) is not None)
+
+
 @dataclass(frozen=True, slots=True)
 class CpuUse:
     """Percent of one core over the window."""

@@ -66,7 +66,8 @@ class Run:
     naive: Throughput | None = None
     single_sluice: Single | None = None
     single_bare: Single | None = None
-    consumer: ConsumerRun | None = None
+    consumer: ConsumerRun | None = None  # one-event messages
+    consumer_batch: ConsumerRun | None = None  # `--batch`-event messages: row 5's verdict
     latency: OpenLoop | None = None
     overload: OpenLoop | None = None
     burst: Throughput | None = None
@@ -212,22 +213,39 @@ def single_row(run: Run) -> Row:
     )
 
 
-def consumer_row(run: Run) -> Row:
+def consumer_rows(run: Run) -> list[Row]:
+    """Row 5, judged like for like: messages carrying `--batch` events, as the HTTP
+    requests do; the one-event-message figure beside it, INFO."""
     figure = "consumer events/s ÷ batched HTTP events/s, same number of processes"
-    consumer = run.consumer
+    rows = [
+        _consumer_row(run, run.consumer_batch, f"{figure}: batch messages, like HTTP's", True),
+        _consumer_row(run, run.consumer, f"{figure}: one-event messages", False),
+    ]
+    return [row for row in rows if row is not None]
+
+
+def _consumer_row(run: Run, consumer: ConsumerRun | None, figure: str, judged: bool) -> Row | None:
+    target = "≥ 1.0" if judged else "—"
     if consumer is None or run.sluice is None:
-        return _skip("5", figure, "≥ 1.0", "not measured (RabbitMQ unreachable?)")
+        why = "not measured (RabbitMQ unreachable?)"
+        return _skip("5", figure, target, why) if judged else None
     ratio = consumer.events_per_s / run.sluice.events_per_s
-    complete = consumer.stored >= consumer.messages
-    note = "" if complete else f"; stored {consumer.stored:,} of {consumer.messages:,}"
+    complete = consumer.stored >= consumer.events
+    note = "" if complete else f"; stored {consumer.stored:,} of {consumer.events:,}"
     return Row(
         "5",
         figure,
         f"{ratio:.2f} ({consumer.events_per_s:,.0f} ÷ {run.sluice.events_per_s:,.0f}, "
-        f"{consumer.processes} each){note}",
-        "≥ 1.0",
-        _check(ratio >= 1.0 and complete),
-        {"ratio": ratio, "consumer_events_per_s": consumer.events_per_s},
+        f"{consumer.processes} each; {consumer.label}, consumer "
+        f"{_us(consumer.us_per_event)} µs CPU per event){note}",
+        target,
+        _check(ratio >= 1.0 and complete) if judged else Verdict.INFO,
+        {
+            "ratio": ratio,
+            "consumer_events_per_s": consumer.events_per_s,
+            "consumer_us_per_event": consumer.us_per_event,
+            "events_per_message": consumer.events_per_message,
+        },
     )
 
 
@@ -390,7 +408,7 @@ def rows(run: Run) -> list[Row]:
         *cost_rows(run),
         *peer_rows(run),
         single_row(run),
-        consumer_row(run),
+        *consumer_rows(run),
         *latency_rows(run),
         overload_row(run),
         burst_row(run),
@@ -457,11 +475,14 @@ def render_runs(run: Run) -> list[str]:
                 f"answers {dict(sorted(loop.statuses.items()))}, shed {loop.shed}; "
                 + _cpu_text(loop.cpu)
             )
-    if run.consumer is not None:
-        lines.append(
-            f"{'consumer':<16} {run.consumer.events_per_s:,.0f} events/s, "
-            f"{run.consumer.messages:,} messages, {run.consumer.processes} processes"
-        )
+    for consumer in (run.consumer, run.consumer_batch):
+        if consumer is not None:
+            lines.append(
+                f"{'consumer':<16} {consumer.events_per_s:,.0f} events/s, "
+                f"{consumer.messages:,} {consumer.label}, {consumer.processes} processes, "
+                f"CPU {_us(consumer.us_per_event)} µs per event "
+                f"({_us(consumer.us_per_event * consumer.events_per_message)} per message)"
+            )
     if run.tracing_events_per_s and (off := run.tracing_events_per_s.get("off")):
         lines.append(
             f"{'tracing':<16} "

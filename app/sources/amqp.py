@@ -5,12 +5,19 @@ mode) are not CloudEvents on the wire: the consumer sends them to
 `app.pipeline.forwarding` instead (`forwarding.is_forwarded`). Any other message becomes
 an event by the first rule that applies (CloudEvents AMQP binding 1.0):
 
-1. application properties prefixed `cloudEvents:` (or `cloudEvents_`, the JMS-safe
+1. content type `application/cloudevents-batch+json`: batched mode, as HTTP's (a Sluice
+   extension: the AMQP binding defines no batch). The body is a JSON array of structured
+   events, each validated and answered on its own; the consumer acks the delivery once
+   all of them committed: stored, duplicate, or rejected into the quarantine (the others
+   are still stored). A body that is not such an array as a whole (not JSON, not an
+   array, past `max_body_bytes` or `max_events_per_request`) is one rejected candidate,
+   like a malformed single message: quarantined under the message's id, then acked;
+2. application properties prefixed `cloudEvents:` (or `cloudEvents_`, the JMS-safe
    spelling): binary mode; the properties are the attributes, the body is `data`, typed by
    the message's `content-type`;
-2. content type `application/cloudevents+json`, or a JSON object with `specversion`:
+3. content type `application/cloudevents+json`, or a JSON object with `specversion`:
    structured mode, the body is the event;
-3. anything else is wrapped (raw data): `id` = the AMQP `message_id`, `source` = the
+4. anything else is wrapped (raw data): `id` = the AMQP `message_id`, `source` = the
    configured source or `/amqp/<queue>`, `type` = the message's `type` property or the
    configured default, `time` = its `timestamp`. A redelivery keeps its `message_id`,
    hence its idempotency key: it is answered `duplicate`, never stored twice.
@@ -30,7 +37,9 @@ from app.config import AmqpSettings, LimitSettings
 from app.errors import ErrorCode, RequestRejected
 from app.model.events import Candidate, Transport
 from app.sources.cloudevents import (
+    BATCH,
     STRUCTURED,
+    batch,
     binary_data,
     is_json_media_type,
     iso,
@@ -64,8 +73,11 @@ class AmqpDecoder:
 
     def decode(self, message: AmqpMessage) -> list[Candidate]:
         headers = message.headers or {}
+        media = media_type(message.content_type)
         try:
-            return [self._candidate(message, headers, media_type(message.content_type))]
+            if media == BATCH:
+                return self._batch(message)
+            return [self._candidate(message, headers, media)]
         except RequestRejected as rejected:
             return self.rejected(message, rejected)
 
@@ -74,13 +86,21 @@ class AmqpDecoder:
         attributes = _ce_attributes(message.headers or {}) or {"id": message.message_id}
         return [rejected_candidate(error, attributes, Transport.AMQP)]
 
-    def _candidate(self, message: AmqpMessage, headers: Mapping[str, Any], media: str) -> Candidate:
+    def _batch(self, message: AmqpMessage) -> list[Candidate]:
+        # Checked before parsing, under HTTP's code for a body past the same limit.
+        self._check_size(message, ErrorCode.BODY_TOO_LARGE)
+        return batch(message.body, self.limits, Transport.AMQP)
+
+    def _check_size(self, message: AmqpMessage, code: ErrorCode) -> None:
         if len(message.body) > self.limits.max_body_bytes:
             raise RequestRejected(
                 f"the message body exceeds {self.limits.max_body_bytes} bytes",
-                code=ErrorCode.EVENT_TOO_LARGE,
+                code=code,
                 field="body",
             )
+
+    def _candidate(self, message: AmqpMessage, headers: Mapping[str, Any], media: str) -> Candidate:
+        self._check_size(message, ErrorCode.EVENT_TOO_LARGE)
         attributes = _ce_attributes(headers)
         if attributes:
             if message.content_type:

@@ -162,6 +162,38 @@ def structured(document: Any, body: bytes, transport: Transport) -> Candidate:
     return Candidate(raw=document, transport=transport, may_hold_nul=NUL_ESCAPE in body)
 
 
+def batch(body: bytes, limits: LimitSettings, transport: Transport) -> list[Candidate]:
+    """A `application/cloudevents-batch+json` body (a JSON array of structured events) as
+    its candidates, in order; each event is validated and answered on its own later.
+    Raises `RequestRejected` when the body as a whole is unusable: not JSON, not an array,
+    too complex, or more than `max_events_per_request` events."""
+    document = parse_json(body, limits)
+    if not isinstance(document, list):
+        raise not_an_event(f"{BATCH} must hold a JSON array")
+    return structured_items(document, body, limits, transport)
+
+
+def structured_items(
+    items: list[Any], body: bytes, limits: LimitSettings, transport: Transport
+) -> list[Candidate]:
+    """Structured events parsed from `body`, refused whole past `max_events_per_request`."""
+    limit = limits.max_events_per_request
+    if len(items) > limit:
+        raise RequestRejected(
+            f"{len(items)} events in one batch; the limit is {limit}",
+            code=ErrorCode.TOO_MANY_EVENTS,
+            field="body",
+        )
+    # Looked for once per body: if the bytes lack the escape, validation need not walk
+    # every event looking for a NUL.
+    may_hold_nul = NUL_ESCAPE in body
+    return [Candidate(raw=item, transport=transport, may_hold_nul=may_hold_nul) for item in items]
+
+
+def not_an_event(message: str) -> RequestRejected:
+    return RequestRejected(message, code=ErrorCode.NOT_AN_EVENT, field="body")
+
+
 def rejected_candidate(
     rejected: RequestRejected, attributes: dict[str, Any], transport: Transport
 ) -> Candidate:

@@ -27,11 +27,13 @@ from app.model.events import Candidate, Transport
 from app.sources.cloudevents import (
     BATCH,
     JSON,
-    NUL_ESCAPE,
     STRUCTURED,
+    batch,
     binary_data,
     media_type,
+    not_an_event,
     parse_json,
+    structured_items,
 )
 
 
@@ -63,28 +65,15 @@ class HttpDecoder:
         )
 
     def _structured(self, media: str, body: bytes) -> list[Candidate]:
+        if media == BATCH:
+            return batch(body, self.limits, self.transport)
         document = parse_json(body, self.limits)
         if media == STRUCTURED and not isinstance(document, dict):
-            raise _not_an_event(f"{STRUCTURED} must hold one JSON object")
-        if media == BATCH and not isinstance(document, list):
-            raise _not_an_event(f"{BATCH} must hold a JSON array")
+            raise not_an_event(f"{STRUCTURED} must hold one JSON object")
         if not isinstance(document, dict | list):
-            raise _not_an_event("the body must be a JSON object (one event) or array (a batch)")
+            raise not_an_event("the body must be a JSON object (one event) or array (a batch)")
         items = document if isinstance(document, list) else [document]
-        limit = self.limits.max_events_per_request
-        if len(items) > limit:
-            raise RequestRejected(
-                f"{len(items)} events in one request; the limit is {limit}",
-                code=ErrorCode.TOO_MANY_EVENTS,
-                field="body",
-            )
-        # Looked for once per body: if the bytes lack the escape, validation need not walk
-        # every event looking for a NUL.
-        may_hold_nul = NUL_ESCAPE in body
-        return [
-            Candidate(raw=item, transport=self.transport, may_hold_nul=may_hold_nul)
-            for item in items
-        ]
+        return structured_items(items, body, self.limits, self.transport)
 
     def _binary(self, headers: Mapping[str, str], media: str, body: bytes) -> Candidate:
         attributes: dict[str, Any] = {
@@ -99,7 +88,3 @@ class HttpDecoder:
             transport=self.transport,
             binary_data=binary_data(media, body, self.limits),
         )
-
-
-def _not_an_event(message: str) -> RequestRejected:
-    return RequestRejected(message, code=ErrorCode.NOT_AN_EVENT, field="body")

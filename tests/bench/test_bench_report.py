@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from bench import scaling
+from bench.consumer import ConsumerRun
 from bench.copy_ceiling import CopyResult
 from bench.measure import OpenLoop, Throughput
 from bench.report import Run, Verdict, dedicated_ratio, overload_row, rows
@@ -64,6 +65,42 @@ def test_rows_pass_and_fail_on_their_targets() -> None:
     assert verdict("3", "competent") is Verdict.FAIL  # 1.6 < 2
     assert verdict("3", "naive") is Verdict.SKIP  # not measured
     assert verdict("✓", "exactly-once") is Verdict.FAIL  # one acknowledged event missing
+
+
+def _consumer(events_per_s: float, per_message: int, *, stored_all: bool = True) -> ConsumerRun:
+    events = 1_000 * per_message
+    return ConsumerRun(
+        processes=2,
+        messages=1_000,
+        events_per_message=per_message,
+        stored=events if stored_all else events - 1,
+        measured=events,
+        seconds=events / events_per_s,
+        cpu_s=events * 40e-6,
+        acked=events,
+    )
+
+
+def test_row_5_is_judged_on_batch_messages_and_prints_both_figures() -> None:
+    run = Run(settings={}, sluice=_throughput(40_000, service=18, postgres=16, clients=3))
+    run.consumer = _consumer(12_000, 1)  # 0.3: would fail, but carries no target
+    run.consumer_batch = _consumer(44_000, 50)
+    fives = [row for row in rows(run) if row.number == "5"]
+    assert [(row.verdict, row.target) for row in fives] == [
+        (Verdict.PASS, "≥ 1.0"),
+        (Verdict.INFO, "—"),
+    ]
+    batch, single = (row.value for row in fives)
+    assert batch.startswith("1.10 (44,000 ÷ 40,000")
+    assert "50-event batch messages" in batch
+    assert "40.0 µs CPU per event" in batch
+    assert single.startswith("0.30 (12,000 ÷ 40,000")
+    assert "one-event messages" in single
+
+    run.consumer_batch = _consumer(44_000, 50, stored_all=False)
+    assert next(r for r in rows(run) if r.number == "5").verdict is Verdict.FAIL
+    run.consumer_batch = None
+    assert next(r for r in rows(run) if r.number == "5").verdict is Verdict.SKIP
 
 
 def test_overload_fails_when_the_client_had_to_shed() -> None:

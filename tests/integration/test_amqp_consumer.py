@@ -51,6 +51,7 @@ from tests.support import (
 )
 
 STRUCTURED = "application/cloudevents+json"
+BATCH = "application/cloudevents-batch+json"
 
 
 @pytest.fixture(scope="module")
@@ -91,6 +92,12 @@ def _consumer(env: dict[str, str]) -> AbstractContextManager[tuple[str, subproce
 def _structured(source: str, event_id: str, **overrides: object) -> aio_pika.Message:
     body = orjson.dumps(make_event(source, event_id, **overrides))
     return raw_message(body, event_id, content_type=STRUCTURED)
+
+
+def _batch(source: str, first: int, count: int, message_id: str = "") -> aio_pika.Message:
+    """A batch message of events `first` .. `first + count - 1`."""
+    body = orjson.dumps([make_event(source, n) for n in range(first, first + count)])
+    return raw_message(body, message_id or f"{source}-batch-{first}", content_type=BATCH)
 
 
 async def _settled(db: asyncpg.Connection, sql: str, arg: str, expected: int) -> int:
@@ -153,6 +160,160 @@ async def test_a_group_gathers_deliveries_for_its_window_not_one_socket_read(
         [settled] = [orjson.loads(line) for line in log if b'"deliveries settled"' in line]
     assert settled["deliveries"] == total
     assert settled["groups"] <= total // group + 1
+
+
+async def test_batch_messages_are_stored_whole_exactly_once_across_a_sigkill_and_resends(
+    amqp_url: str, database_url: str, db: asyncpg.Connection, queue: AmqpSettings
+) -> None:
+    """Batch messages: every event stored, once. A SIGKILL midway redelivers the batches
+    taken but not acked (some of them committed: their events come back `duplicate`), and
+    re-publishing batches already stored stores nothing twice either."""
+    total, per_message = 20_000, 50
+    source = unique_source("amqp-batch")
+    batches = [_batch(source, n, per_message) for n in range(0, total, per_message)]
+    await publish_all(amqp_url, batches, queue)
+    env = _env(amqp_url, database_url, queue)
+    with _consumer(env) as (_, process):
+        midway = await _settled(db, _BY_SOURCE, source, total // 5)
+        process.kill()
+        process.wait()
+    assert midway < total, "the consumer finished before it could be killed"
+    await publish_all(amqp_url, [_batch(source, n * 50, 50) for n in range(20)], queue)
+    with _consumer(env) as (base_url, _):
+        stored = await _settled(db, _BY_SOURCE, source, total)
+        await _until_drained(amqp_url, queue.queue)
+        async with httpx.AsyncClient() as client:
+            metrics = (await client.get(f"{base_url}/metrics")).text
+    distinct = await db.fetchval("SELECT count(DISTINCT id) FROM events WHERE source = $1", source)
+    assert stored == distinct == total
+    assert await db.fetchval(_BY_SOURCE, source) == total
+    duplicates = _metric(metrics, "sluice_events_duplicate_total", 'source="amqp"')
+    assert duplicates >= 20 * 50  # the resent batches, at least, were answered duplicate
+    assert await queue_depth(amqp_url, queue.queue) == 0
+    assert await queue_depth(amqp_url, queue.dead_letter_queue) == 0
+
+
+async def test_a_batch_message_is_acked_only_after_its_events_commit(
+    amqp_url: str, private_postgres: PrivatePostgres, queue: AmqpSettings
+) -> None:
+    """While the database is down no batch message is acked: killed then, the consumer
+    leaves every one of them in the queue; once the database is back they are stored."""
+    source = unique_source("amqp-batch-down")
+    env = _env(
+        amqp_url,
+        private_postgres.url,
+        queue,
+        SLUICE_BATCH_ACK_TIMEOUT_S="1",
+        SLUICE_DB_COMMAND_TIMEOUT_S="1",
+        SLUICE_DB_CONNECT_TIMEOUT_S="1",
+    )
+    with _consumer(env) as (_, process):
+        await asyncio.to_thread(private_postgres.stop)
+        await publish_all(amqp_url, [_batch(source, n * 50, 50) for n in range(5)], queue)
+        await asyncio.sleep(4)  # taken, written, failed: nacked and taken again, never acked
+        process.kill()
+        process.wait()
+    assert await queue_depth(amqp_url, queue.queue) == 5
+    await asyncio.to_thread(private_postgres.start)
+    target = await asyncpg.connect(private_postgres.url)
+    try:
+        assert await target.fetchval(_BY_SOURCE, source) == 0
+        with _consumer(env):
+            stored = await _settled(target, _BY_SOURCE, source, 250)
+            await _until_drained(amqp_url, queue.queue)
+    finally:
+        await target.close()
+    assert stored == 250
+    assert await queue_depth(amqp_url, queue.queue) == 0
+
+
+async def test_a_batch_with_bad_events_stores_the_others_and_quarantines_those(
+    amqp_url: str, database_url: str, db: asyncpg.Connection, queue: AmqpSettings
+) -> None:
+    """Each event of a batch is answered on its own: the good ones stored, the bad ones
+    quarantined under their own ids, and the delivery acked once, not redelivered."""
+    source = unique_source("amqp-batch-bad")
+    events = [make_event(source, n) for n in range(10)]
+    del events[3]["type"]
+    events[7]["id"] = ""  # invalid id: quarantined under its type
+    events[7]["type"] = f"{source}-no-id"
+    message = raw_message(orjson.dumps(events), f"{source}-m", content_type=BATCH)
+    await publish_all(amqp_url, [message], queue)
+    quarantine_sql = "SELECT error_code FROM quarantine WHERE source = $1 ORDER BY error_code"
+    with _consumer(_env(amqp_url, database_url, queue)):
+        stored = await _settled(db, _BY_SOURCE, source, 8)
+        await _until_drained(amqp_url, queue.queue)
+        await asyncio.sleep(2)  # a redelivered batch would be quarantined again now
+        quarantined = await db.fetch(quarantine_sql, source)
+    ids = await db.fetch("SELECT id FROM events WHERE source = $1", source)
+    assert stored == 8
+    assert sorted(int(row["id"]) for row in ids) == [0, 1, 2, 4, 5, 6, 8, 9]
+    assert [row["error_code"] for row in quarantined] == [
+        "envelope.invalid_attribute",
+        "envelope.missing_attribute",
+    ]
+    by_id = await db.fetchval(
+        "SELECT occurrences FROM quarantine WHERE source = $1 AND event_id = '3'", source
+    )
+    assert by_id == 1
+    assert await queue_depth(amqp_url, queue.queue) == 0
+    assert await queue_depth(amqp_url, queue.dead_letter_queue) == 0
+
+
+async def test_a_malformed_batch_is_quarantined_whole_under_its_message_id_and_acked(
+    amqp_url: str, database_url: str, db: asyncpg.Connection, queue: AmqpSettings
+) -> None:
+    """A batch that cannot be read as a whole (not JSON, not an array, past the limits of
+    an HTTP batch) is handled as a malformed single message: one quarantine row under its
+    message_id, acked, never redelivered, never dead-lettered; nothing of it stored."""
+    source = unique_source("amqp-batch-malformed")
+    too_many = [make_event(source, n) for n in range(1001)]  # SLUICE_LIMIT_MAX_EVENTS_PER_REQUEST
+    bodies = {
+        f"{source}-json": b"[{not json",
+        f"{source}-object": orjson.dumps(make_event(source, "o")),
+        f"{source}-many": orjson.dumps(too_many),
+        f"{source}-large": orjson.dumps([make_event(source, "l", data={"x": "y" * 1_100_000})]),
+    }
+    messages = [raw_message(body, name, content_type=BATCH) for name, body in bodies.items()]
+    await publish_all(amqp_url, [*messages, _batch(source, 0, 5)], queue)
+    names = list(bodies)
+    quarantine_sql = (
+        "SELECT event_id, error_code, occurrences FROM quarantine WHERE event_id = ANY($1::text[])"
+    )
+    with _consumer(_env(amqp_url, database_url, queue)):
+        stored = await _settled(db, _BY_SOURCE, source, 5)
+        deadline = time.monotonic() + 30
+        while len(await db.fetch(quarantine_sql, names)) < len(names):
+            assert time.monotonic() < deadline, "malformed batches were not quarantined"
+            await asyncio.sleep(0.25)
+        await _until_drained(amqp_url, queue.queue)
+        await asyncio.sleep(2)  # a redelivered one would be quarantined again now
+        rows = await db.fetch(quarantine_sql, names)
+    assert stored == 5  # the well-formed batch behind them
+    assert {row["event_id"]: (row["error_code"], row["occurrences"]) for row in rows} == {
+        f"{source}-json": ("request.malformed_json", 1),
+        f"{source}-object": ("request.not_an_event", 1),
+        f"{source}-many": ("request.too_many_events", 1),
+        f"{source}-large": ("request.body_too_large", 1),
+    }
+    assert await queue_depth(amqp_url, queue.queue) == 0
+    assert await queue_depth(amqp_url, queue.dead_letter_queue) == 0
+
+
+async def _until_drained(url: str, queue: str, timeout_s: float = 60) -> None:
+    """Until the queue holds nothing ready (what the consumer took, it acked or holds)."""
+    deadline = time.monotonic() + timeout_s
+    while await queue_depth(url, queue) > 0:
+        assert time.monotonic() < deadline, "the queue did not drain"
+        await asyncio.sleep(0.25)
+
+
+def _metric(text: str, name: str, label: str) -> float:
+    return sum(
+        float(line.split()[-1])
+        for line in text.splitlines()
+        if line.startswith(name) and label in line
+    )
 
 
 async def test_sigterm_commits_and_acks_what_it_took_and_nothing_more(

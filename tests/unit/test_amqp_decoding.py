@@ -173,6 +173,54 @@ def test_a_rejected_binary_message_keeps_its_attributes_for_the_quarantine() -> 
     assert candidate.rejection is not None
 
 
+BATCH = "application/cloudevents-batch+json"
+
+
+def batch_of(message: AmqpMessage) -> list[CloudEvent | Rejection]:
+    candidates, writables = DeliveryDecoder(DECODER, FORWARDED).decode(message)
+    assert not writables
+    return [validate_candidate(candidate, LIMITS) for candidate in candidates]
+
+
+def test_a_batch_message_is_its_events_each_answered_on_its_own() -> None:
+    events = [{**EVENT, "id": f"e{n}"} for n in range(3)]
+    events[1] = {**events[1], "type": ""}  # this one alone is refused
+    results = batch_of(AmqpMessage(orjson.dumps(events), content_type=BATCH, message_id="m"))
+    assert [type(result) for result in results] == [CloudEvent, Rejection, CloudEvent]
+    assert [r.id for r in results if isinstance(r, CloudEvent)] == ["e0", "e2"]
+
+
+def test_a_batch_content_type_wins_over_binary_mode_properties() -> None:
+    headers = {f"cloudEvents:{name}": value for name, value in EVENT.items()}
+    body = orjson.dumps([{**EVENT, "id": "x1"}, {**EVENT, "id": "x2"}])
+    results = batch_of(AmqpMessage(body, content_type=f"{BATCH}; charset=utf-8", headers=headers))
+    assert [r.id for r in results if isinstance(r, CloudEvent)] == ["x1", "x2"]
+
+
+def test_an_empty_batch_message_holds_no_events() -> None:
+    assert batch_of(AmqpMessage(b"[]", content_type=BATCH, message_id="m")) == []
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        (b"[{oops", ErrorCode.MALFORMED_JSON),
+        (orjson.dumps(EVENT), ErrorCode.NOT_AN_EVENT),  # an object, not an array
+        (orjson.dumps([EVENT] * (LIMITS.max_events_per_request + 1)), ErrorCode.TOO_MANY_EVENTS),
+        (b"[" + b" " * LIMITS.max_body_bytes + b"]", ErrorCode.BODY_TOO_LARGE),
+        (orjson.dumps([{f"k{n}": n for n in range(1001)}]), ErrorCode.JSON_TOO_COMPLEX),
+    ],
+)
+def test_a_malformed_batch_message_is_one_rejection_under_its_message_id(
+    body: bytes, code: ErrorCode
+) -> None:
+    [result] = batch_of(AmqpMessage(body, content_type=BATCH, message_id="batch-7"))
+    assert isinstance(result, Rejection)
+    assert result.code is code
+    [candidate] = DECODER.decode(AmqpMessage(body, content_type=BATCH, message_id="batch-7"))
+    assert candidate.raw == {"id": "batch-7"}  # what the quarantine row is found by
+
+
 def forwarded_message(writable: Writable, keyring: Keyring = KEYRING) -> AmqpMessage:
     body = forwarded.encode(writable)
     return AmqpMessage(
