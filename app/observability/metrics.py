@@ -342,3 +342,8 @@ def received(transport: Transport) -> Counter:
 @functools.cache
 def ack_latency(transport: Transport) -> Histogram:
     return ACK_LATENCY.labels(source=transport)
+
+
+@functools.cache
+def buffer_refusals(transport: Transport) -> Counter:
+    return BUFFER_REFUSALS.labels(source=transport)
