@@ -26,14 +26,16 @@ import time
 from collections.abc import Mapping
 
 from fastapi import FastAPI
+from fastapi.responses import Response
 from starlette.datastructures import State
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.api.dependencies import Services
-from app.api.problems import problem_for
+from app.api.problems import problem, problem_for
 from app.config import HttpAck, Settings
-from app.errors import BufferFull
+from app.errors import BufferFull, ErrorCode
 from app.model.events import Transport
+from app.observability import metrics
 from app.observability.access_log import RefusalLog
 from app.pipeline.batcher import Batcher
 
@@ -55,22 +57,48 @@ def install_buffer_gate(app: FastAPI, settings: Settings, refusals: RefusalLog) 
     if not routes:
         return
     inner = app.build_middleware_stack
+    retry_after_s = settings.batch.retry_after_s
 
     def build() -> ASGIApp:
         return BufferGate(
             inner(),
             state=app.state,
             routes=routes,
-            retry_after_s=settings.batch.retry_after_s,
+            max_admitted=settings.limits.max_requests_in_flight,
+            retry_after_s=retry_after_s,
             refusals=refusals,
         )
 
     app.build_middleware_stack = build  # type: ignore[method-assign]  # Starlette's one hook
 
 
+class _Answer:
+    """A problem answer sent as two prebuilt ASGI messages."""
+
+    __slots__ = ("body", "start", "status")
+
+    def __init__(self, response: Response) -> None:
+        self.status = response.status_code
+        self.start: Message = {
+            "type": "http.response.start",
+            "status": response.status_code,
+            "headers": response.raw_headers,
+        }
+        self.body: Message = {"type": "http.response.body", "body": bytes(response.body)}
+
+
 class BufferGate:
-    """Refuses `POST`s to `routes` with a prebuilt 429 while the lifespan's batcher (found
-    in `state.services`) is full; passes everything else to `app` untouched."""
+    """Refuses `POST`s to `routes` with a prebuilt answer while the lifespan's batcher
+    (found in `state.services`) is full (429 `transient.buffer_full`), or while
+    `max_admitted` of them are admitted (503 `transient.overloaded`); passes everything
+    else to `app` untouched.
+
+    Admitted means: its body is in (the app received the last of it) and it is not yet
+    answered, i.e. its events are being decoded, waiting in the buffer or being written.
+    A request still sending its body holds no place, so slow senders cannot lock
+    producers out (the body timeout bounds them, `api/body.py`). The bound is soft by the
+    requests whose bodies complete at once; the buffer's capacity stays the hard one.
+    """
 
     def __init__(
         self,
@@ -78,29 +106,36 @@ class BufferGate:
         *,
         state: State,
         routes: Mapping[str, Transport],
+        max_admitted: int,
         retry_after_s: int,
         refusals: RefusalLog,
     ) -> None:
         self._app = app
         self._state = state
         self._routes = dict(routes)
+        self._max_admitted = max_admitted
+        self._admitted = 0
         self._refusals = refusals
-        answer = problem_for(BufferFull(retry_after_s=retry_after_s))
-        self._status = answer.status_code
-        self._start: Message = {
-            "type": "http.response.start",
-            "status": answer.status_code,
-            "headers": answer.raw_headers,
-        }
-        self._body: Message = {"type": "http.response.body", "body": bytes(answer.body)}
+        self._full = _Answer(problem_for(BufferFull(retry_after_s=retry_after_s)))
+        self._overloaded = _Answer(
+            problem(
+                ErrorCode.OVERLOADED,
+                f"more than {max_admitted} requests are being taken by this process",
+                retry_after_s=retry_after_s,
+            )
+        )
+
+    @property
+    def admitted(self) -> int:
+        return self._admitted
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST":
             transport = self._routes.get(scope["path"])
             if transport is not None:
                 batcher = self._batcher()
-                if batcher is not None and batcher.full:
-                    await self._refuse(scope["path"], transport, batcher, send)
+                if batcher is not None:
+                    await self._admit(scope, receive, send, transport, batcher)
                     return
         await self._app(scope, receive, send)
 
@@ -108,9 +143,35 @@ class BufferGate:
         services: Services | None = getattr(self._state, "services", None)  # set by the lifespan
         return None if services is None else services.batcher
 
-    async def _refuse(self, route: str, transport: Transport, batcher: Batcher, send: Send) -> None:
+    async def _admit(
+        self, scope: Scope, receive: Receive, send: Send, transport: Transport, batcher: Batcher
+    ) -> None:
+        if batcher.full:
+            batcher.count_refusal(transport)
+            await self._refuse(scope["path"], self._full, send)
+            return
+        if self._admitted >= self._max_admitted:
+            metrics.overload_refusals(transport).inc()
+            await self._refuse(scope["path"], self._overloaded, send)
+            return
+        counted = False
+
+        async def receive_counting() -> Message:
+            nonlocal counted
+            message = await receive()
+            if not counted and not message.get("more_body", False):
+                counted = True  # the body is in: from now on it holds a place
+                self._admitted += 1
+            return message
+
+        try:
+            await self._app(scope, receive_counting, send)
+        finally:
+            if counted:
+                self._admitted -= 1
+
+    async def _refuse(self, route: str, answer: _Answer, send: Send) -> None:
         started = time.perf_counter()
-        batcher.count_refusal(transport)
-        await send(self._start)
-        await send(self._body)
-        self._refusals.record("POST", route, self._status, time.perf_counter() - started)
+        await send(answer.start)
+        await send(answer.body)
+        self._refusals.record("POST", route, answer.status, time.perf_counter() - started)
