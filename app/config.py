@@ -77,6 +77,9 @@ class LimitSettings(_Group):
     max_headers: int = Field(100, ge=16)
     # Seconds a request body may take to arrive in full: a trickled body gets 408.
     body_timeout_s: float = Field(30.0, gt=0)
+    # Per process: `POST /ingest` and Pub/Sub pushes whose body is in and whose answer is
+    # not yet sent; beyond it `503 transient.overloaded` (`api/admission.py`).
+    max_requests_in_flight: int = Field(64, ge=1)
 
 
 class BatchSettings(_Group):

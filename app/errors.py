@@ -88,6 +88,7 @@ class ErrorCode(StrEnum):
     RATE_LIMITED = "transient.rate_limited"
     DATABASE_UNAVAILABLE = "transient.database"
     SHUTTING_DOWN = "transient.shutting_down"
+    OVERLOADED = "transient.overloaded"
     BROKER_UNAVAILABLE = "transient.broker"
 
     @property
@@ -177,6 +178,7 @@ _STATUS: dict[ErrorCode, int] = {
     ErrorCode.RATE_LIMITED: 429,
     ErrorCode.DATABASE_UNAVAILABLE: 503,
     ErrorCode.SHUTTING_DOWN: 503,
+    ErrorCode.OVERLOADED: 503,
     ErrorCode.BROKER_UNAVAILABLE: 503,
 }
 

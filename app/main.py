@@ -26,6 +26,7 @@ from fastapi import FastAPI
 from pydantic import SecretStr
 
 from app.api import admin, ingest, operations, privacy, quality, quarantine
+from app.api.admission import install_buffer_gate
 from app.api.dependencies import Services
 from app.api.limits import HeaderLimits
 from app.api.problems import install_problem_handlers
@@ -40,7 +41,7 @@ from app.contracts.checker import ContractChecker
 from app.drain import Drain
 from app.model.events import AnonymizedEvent, Candidate, CloudEvent
 from app.observability import metrics, tracing
-from app.observability.access_log import AccessLogMiddleware
+from app.observability.access_log import AccessLogMiddleware, RefusalLog
 from app.observability.logging import configure_logging
 from app.observability.tracing import Traced
 from app.pipeline.anonymize import Anonymizer
@@ -96,17 +97,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(push)
     app.include_router(operations.router)
     tracing.instrument_app(app)
+    app.state.refusals = RefusalLog()
+    install_buffer_gate(app, settings, app.state.refusals)  # outermost: installed last
     return app
 
 
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
-    async with pipeline(settings) as services, _broker_mode(settings, services) as wired:
-        drain = Drain(settings.drain_delay_s)
-        drain.install()
-        app.state.services = replace(wired, drain=drain)
-        yield
+    refusals: RefusalLog = app.state.refusals
+    try:
+        async with pipeline(settings) as services, _broker_mode(settings, services) as wired:
+            drain = Drain(settings.drain_delay_s)
+            drain.install()
+            app.state.services = replace(wired, drain=drain)
+            yield
+    finally:
+        refusals.flush()  # the last second's refusals, before the event loop goes
 
 
 def _rules(settings: Settings) -> tuple[Keyring, PolicyAnonymizer, ContractChecker]:

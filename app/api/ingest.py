@@ -162,8 +162,7 @@ async def ingest(request: Request) -> Response:
     ack = _ack_mode(request.query_params.get("ack"))
     prefer = request.headers.get("prefer")
     broker_mode = services.settings.http_ack is HttpAck.BROKER
-    if not broker_mode:
-        services.batcher.refuse_if_full(Transport.HTTP)
+    # A full buffer was refused before this ran, by the gate (`api/admission.py`).
     limits = services.settings.limits
     body = await read_limited_body(request, limits.max_body_bytes, timeout_s=limits.body_timeout_s)
     candidates = HttpDecoder(limits).decode(HttpRequest(request.headers, body))

@@ -2,13 +2,22 @@
 
 Paths can carry personal data (`/admin/subjects/{subject}/events`), so uvicorn's own
 access log is off and this one records `route` (the template), method, status and time.
+
+Requests the overload gate refuses (`api/admission.py`, thousands per second when it
+matters) are counted in the same metrics one by one, but logged as one `requests refused`
+line per route and status per second, with their `count` (`RefusalLog`): a line per
+refusal would cost more than the refusal itself (docs/observability.md, *Access log*).
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
 import time
+from collections import Counter
 
+import prometheus_client
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.observability import metrics
@@ -68,4 +77,59 @@ def _record(scope: Scope, status: int, elapsed: float) -> None:
             "status": status,
             "duration_ms": round(elapsed * 1000, 2),
         },
+    )
+
+
+class RefusalLog:
+    """The access log's account of refused requests: each one counted in the HTTP metrics
+    as it happens, the log line summarised.
+
+    The first refusal after a quiet spell arms a timer; when it fires (`interval_s`
+    later), one `requests refused` line per (method, route, status) gives how many were
+    refused since. `flush()` writes what is pending at once (the lifespan calls it at
+    shutdown, so the last second's refusals are not lost with the event loop)."""
+
+    def __init__(self, *, interval_s: float = 1.0) -> None:
+        self._interval_s = interval_s
+        self._counts: Counter[tuple[str, str, int]] = Counter()
+        self._since = 0.0
+        self._timer: asyncio.TimerHandle | None = None
+
+    def record(self, method: str, route: str, status: int, elapsed: float) -> None:
+        requests, duration = _children(method, route, status)
+        requests.inc()
+        duration.observe(elapsed)
+        self._counts[method, route, status] += 1
+        if self._timer is None:
+            self._since = time.monotonic()
+            self._timer = asyncio.get_running_loop().call_later(self._interval_s, self.flush)
+
+    def flush(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        window_s = round(time.monotonic() - self._since, 3)
+        for (method, route, status), count in self._counts.items():
+            log.info(
+                "requests refused",
+                extra={
+                    "method": method,
+                    "route": route,
+                    "status": status,
+                    "count": count,
+                    "window_s": window_s,
+                },
+            )
+        self._counts.clear()
+
+
+@functools.cache
+def _children(
+    method: str, route: str, status: int
+) -> tuple[prometheus_client.Counter, prometheus_client.Histogram]:
+    """The metric children of one kind of refusal, looked up once (its labels are a
+    configured route, a method and a status: a handful)."""
+    return (
+        metrics.HTTP_REQUESTS.labels(route=route, method=method, status=status),
+        metrics.HTTP_DURATION.labels(route=route),
     )

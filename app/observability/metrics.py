@@ -65,6 +65,11 @@ PAYLOADS_DROPPED = Counter(
 BUFFER_REFUSALS = Counter(
     "sluice_buffer_refusals_total", "Submissions refused because the buffer was full.", ["source"]
 )
+OVERLOAD_REFUSALS = Counter(
+    "sluice_overload_refusals_total",
+    "HTTP requests refused because SLUICE_LIMIT_MAX_REQUESTS_IN_FLIGHT were being taken.",
+    ["source"],
+)
 BATCH_SIZE = Histogram(
     "sluice_batch_size_events",
     "Writables (events and quarantine rows) per flushed batch.",
@@ -342,3 +347,13 @@ def received(transport: Transport) -> Counter:
 @functools.cache
 def ack_latency(transport: Transport) -> Histogram:
     return ACK_LATENCY.labels(source=transport)
+
+
+@functools.cache
+def buffer_refusals(transport: Transport) -> Counter:
+    return BUFFER_REFUSALS.labels(source=transport)
+
+
+@functools.cache
+def overload_refusals(transport: Transport) -> Counter:
+    return OVERLOAD_REFUSALS.labels(source=transport)

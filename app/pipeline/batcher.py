@@ -174,15 +174,29 @@ class Batcher:
     def held_events(self) -> int:
         return self._held_events
 
+    @property
+    def full(self) -> bool:
+        """Not even one more event would fit: a source asks before reading and decoding a
+        message, so that an overloaded process spends no CPU on events it must refuse
+        anyway (`submit` still decides for the whole message)."""
+        return self._held_events >= self._max_events or self._held_bytes >= self._max_bytes
+
+    @property
+    def retry_after_s(self) -> int:
+        return self._retry_after_s
+
     def refuse_if_full(self, transport: Transport) -> None:
-        """Raise `BufferFull` now if not even one more event would fit: a source calls it
-        before reading and decoding a message, so that an overloaded process spends no CPU
-        on events it must refuse anyway (`submit` still decides for the whole message)."""
-        if self._held_events >= self._max_events or self._held_bytes >= self._max_bytes:
+        """Raise `BufferFull` now if the buffer is `full` (counted as a refusal)."""
+        if self.full:
             raise self._refusal(transport)
 
+    def count_refusal(self, transport: Transport) -> None:
+        """A message refused for a full buffer by a source that answers it itself (the HTTP
+        gate, `api/admission.py`, sends a prebuilt 429 instead of raising `BufferFull`)."""
+        metrics.buffer_refusals(transport).inc()
+
     def _refusal(self, transport: Transport) -> BufferFull:
-        metrics.BUFFER_REFUSALS.labels(source=transport).inc()
+        self.count_refusal(transport)
         return BufferFull(retry_after_s=self._retry_after_s)
 
     def start(self) -> None:
