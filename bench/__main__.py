@@ -74,6 +74,7 @@ def _parser() -> argparse.ArgumentParser:
     add("--latency-connections", type=int, default=256, help="connections at half max")
     add("--overload-duration", type=float, default=60.0, help="measured s: open loop at 5 x max")
     add("--overload-connections", type=int, default=2000, help="connections at 5 x max")
+    add("--overload-processes", type=int, default=2, help="load processes at 5 x max")
     add("--copy-rows", type=int, default=200_000, help="rows for the ceiling")
     add("--copy-chunk", type=int, default=5_000, help="rows per COPY")
     add("--consumer-messages", type=int, default=50_000, help="pre-filled messages (0: skip)")
@@ -187,9 +188,15 @@ def _open_loops(args: argparse.Namespace, run: Run, service: Service, url: str) 
         return 0
     acked = 0
     maximum = run.sluice.requests_per_s
-    for section, factor, seconds, connections in (
-        ("latency", 0.5, args.latency_duration, args.latency_connections),
-        ("overload", 5.0, args.overload_duration, args.overload_connections),
+    for section, factor, seconds, connections, processes in (
+        ("latency", 0.5, args.latency_duration, args.latency_connections, 1),
+        (
+            "overload",
+            5.0,
+            args.overload_duration,
+            args.overload_connections,
+            args.overload_processes,
+        ),
     ):
         if section not in args.sections:
             continue
@@ -203,6 +210,7 @@ def _open_loops(args: argparse.Namespace, run: Run, service: Service, url: str) 
             warmup_s=args.warmup,
             duration_s=seconds,
             source=f"/bench/{uuid.uuid4().hex[:8]}/open",
+            processes=processes,
         )
         figures = open_loop(service, plan, postgres_url=url, watch_rss=section == "overload")
         setattr(run, section, figures)

@@ -12,28 +12,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import multiprocessing as mp
-import signal
 import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
-from multiprocessing.queues import Queue
-from multiprocessing.sharedctypes import Synchronized
-from multiprocessing.synchronize import Event
-from queue import Empty
-from typing import TypeVar
 
 import aiohttp
 import orjson
 import uvloop
 
 from bench.events import batch_body, client_source
+from bench.processes import ClientProcesses
 
-_T = TypeVar("_T")
 CONTENT_TYPE = "application/cloudevents-batch+json"
-READY_TIMEOUT_S = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,86 +167,36 @@ async def _measure_cpu(timeline: Timeline, tally: Tally) -> None:
     tally.cpu_s = time.process_time() - before
 
 
-def _process_main(
-    plan: LoadPlan,
-    process: int,
-    *,
-    ready: Queue[int],
-    go: Event,
-    start_at: Synchronized[float],
-    results: Queue[Tally],
-) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and ends us
-    ready.put(process)
-    go.wait()
-    timeline = Timeline.starting(start_at.value, plan)
+def _process_main(plan: LoadPlan, process: int, start: float) -> Tally:
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        results.put(runner.run(_run(plan, process, timeline)))
+        return runner.run(_run(plan, process, Timeline.starting(start, plan)))
 
 
 class LoadRun:
-    """Client processes started, ready and released together; `collect()` their tallies."""
+    """The closed loop's client processes (`bench/processes.py`), released together;
+    `collect()` adds up their tallies."""
 
     def __init__(self, plan: LoadPlan) -> None:
         self._plan = plan
-        context = mp.get_context("spawn")
-        self._ready: Queue[int] = context.Queue()
-        self._results: Queue[Tally] = context.Queue()
-        self._go = context.Event()
-        self._start_at = context.Value("d", 0.0)
-        self._workers = [
-            context.Process(
-                target=_process_main,
-                args=(plan, index),
-                kwargs={
-                    "ready": self._ready,
-                    "go": self._go,
-                    "start_at": self._start_at,
-                    "results": self._results,
-                },
-                name=f"bench-client-{index}",
-            )
-            for index in range(plan.processes)
-        ]
+        self._processes = ClientProcesses(
+            _process_main,
+            plan,
+            processes=plan.processes,
+            timeout_s=plan.warmup_s + plan.duration_s + 120,
+        )
 
     def __enter__(self) -> LoadRun:
+        self._processes.__enter__()
         return self
 
-    def __exit__(self, *_: object) -> None:
-        for worker in self._workers:
-            if worker.pid is None:  # never started
-                continue
-            if worker.is_alive():
-                worker.terminate()
-            worker.join()
+    def __exit__(self, *exc: object) -> None:
+        self._processes.__exit__(*exc)
 
     def start(self) -> Timeline:
-        for worker in self._workers:
-            worker.start()
-        for _ in self._workers:
-            self._get(self._ready, READY_TIMEOUT_S)
-        start = time.monotonic() + 0.05
-        self._start_at.value = start
-        self._go.set()
-        return Timeline.starting(start, self._plan)
+        return Timeline.starting(self._processes.start(), self._plan)
 
     def collect(self) -> Tally:
-        """Wait for every process (each waits for its last answers) and add up."""
         total = Tally()
-        timeout = self._plan.warmup_s + self._plan.duration_s + 120
-        for _ in self._workers:
-            total.add(self._get(self._results, timeout))
-        for worker in self._workers:
-            worker.join(timeout=10)
+        for tally in self._processes.collect():
+            total.add(tally)
         return total
-
-    def _get(self, queue: Queue[_T], timeout_s: float) -> _T:
-        """The next item, failing fast when a client process died instead of sending it."""
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            with contextlib.suppress(Empty):
-                return queue.get(timeout=0.5)
-            dead = [w.name for w in self._workers if w.exitcode not in (None, 0)]
-            if dead:
-                raise RuntimeError(f"client process failed: {', '.join(dead)}")
-        raise TimeoutError(f"no word from the client processes in {timeout_s:.0f} s")

@@ -8,8 +8,11 @@ coordinated omission). Requests share up to `connections` keep-alive connections
 `max_outstanding` unanswered requests the generator sheds a due request instead of
 sending it, and counts it: the offered rate it really sent is reported beside the plan's.
 
-Runs in the calling process (one uvloop); `on_window` hooks run, in a thread, when the
-measured window opens and closes (CPU probes, memory samples).
+Runs in `processes` load-generator processes (`bench/processes.py`), each sending its
+share of the rate over its share of the connections, the schedules interleaved: one
+aiohttp process spends most of a core at a few thousand requests per second, and its own
+lag would count as the service's latency. The `on_start`/`on_end` hooks run in the calling
+process when the measured window opens and closes (CPU probes, memory samples).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import asyncio
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import aiohttp
 import orjson
@@ -26,6 +29,7 @@ import uvloop
 
 from bench.events import batch_body
 from bench.load import CONTENT_TYPE
+from bench.processes import ClientProcesses
 
 REQUEST_TIMEOUT_S = 30.0
 
@@ -40,6 +44,20 @@ class RatePlan:
     warmup_s: float
     duration_s: float
     source: str  # every event's source; ids count up
+    processes: int = 1
+    offset_s: float = 0.0  # this process's schedule starts this much after the start
+
+    def share(self, index: int) -> RatePlan:
+        """Process `index`'s part: every `processes`-th request of the whole schedule."""
+        return replace(
+            self,
+            rate=self.rate / self.processes,
+            connections=max(1, self.connections // self.processes),
+            max_outstanding=max(1, self.max_outstanding // self.processes),
+            source=f"{self.source}/p{index}" if self.processes > 1 else self.source,
+            processes=1,
+            offset_s=index / self.rate,
+        )
 
 
 @dataclass(slots=True)
@@ -59,16 +77,48 @@ class RateTally:
     def count(self, *statuses: str) -> int:
         return sum(self.statuses[status] for status in statuses)
 
+    def add(self, other: RateTally) -> None:
+        """Another process's tally over the same window."""
+        self.latencies_s.extend(other.latencies_s)
+        self.statuses.update(other.statuses)
+        self.due += other.due
+        self.shed += other.shed
+        self.stored_events += other.stored_events
+        self.cpu_s += other.cpu_s
+
 
 Hook = Callable[[], object]
 
 
 def run_open_loop(plan: RatePlan, *, on_start: Hook, on_end: Hook) -> RateTally:
+    with ClientProcesses(
+        _process_main,
+        plan,
+        processes=plan.processes,
+        timeout_s=plan.warmup_s + plan.duration_s + REQUEST_TIMEOUT_S + 120,
+    ) as processes:
+        start = processes.start()
+        window = _window(plan, start)
+        time.sleep(max(0.0, window[0] - time.monotonic()))
+        on_start()
+        time.sleep(max(0.0, window[1] - time.monotonic()))
+        on_end()
+        total = RateTally(seconds=plan.duration_s)
+        for tally in processes.collect():
+            total.add(tally)
+    return total
+
+
+def _window(plan: RatePlan, start: float) -> tuple[float, float]:
+    return start + plan.warmup_s, start + plan.warmup_s + plan.duration_s
+
+
+def _process_main(plan: RatePlan, index: int, start: float) -> RateTally:
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        return runner.run(_run(plan, on_start, on_end))
+        return runner.run(_run(plan.share(index), start))
 
 
-async def _run(plan: RatePlan, on_start: Hook, on_end: Hook) -> RateTally:
+async def _run(plan: RatePlan, start: float) -> RateTally:
     tally = RateTally(seconds=plan.duration_s)
     async with aiohttp.ClientSession(
         base_url=plan.base_url,
@@ -76,23 +126,19 @@ async def _run(plan: RatePlan, on_start: Hook, on_end: Hook) -> RateTally:
         connector=aiohttp.TCPConnector(limit=plan.connections),
         timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S),
     ) as http:
-        start = time.monotonic() + 0.05
-        window = (start + plan.warmup_s, start + plan.warmup_s + plan.duration_s)
+        window = _window(plan, start)
         await asyncio.gather(
-            _schedule(plan, http, start, window, tally), _window(window, tally, on_start, on_end)
+            _schedule(plan, http, start + plan.offset_s, window, tally), _cpu(window, tally)
         )
     return tally
 
 
-async def _window(
-    window: tuple[float, float], tally: RateTally, on_start: Hook, on_end: Hook
-) -> None:
+async def _cpu(window: tuple[float, float], tally: RateTally) -> None:
+    """This process's CPU time inside the window."""
     await asyncio.sleep(max(0.0, window[0] - time.monotonic()))
-    await asyncio.to_thread(on_start)
     before = time.process_time()
     await asyncio.sleep(max(0.0, window[1] - time.monotonic()))
     tally.cpu_s = time.process_time() - before
-    await asyncio.to_thread(on_end)
 
 
 async def _schedule(
