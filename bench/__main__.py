@@ -150,7 +150,7 @@ def _say(text: str) -> None:
     print(f"bench: {text}", flush=True)
 
 
-def _sluice(args: argparse.Namespace, run: Run, url: str) -> None:
+def _sluice(args: argparse.Namespace, run: Run, url: str, admin: str) -> None:
     """Every section that loads Sluice, on one running service, then the rows check."""
     acked = 0
     with running_service(url, workers=args.workers) as service:
@@ -178,11 +178,11 @@ def _sluice(args: argparse.Namespace, run: Run, url: str) -> None:
             plan = plan_from(args, service.base_url, args.burst_duration, stagger=False)
             run.burst = closed_loop(service, plan, postgres_url=url)
             acked += run.burst.acked_events
-        acked += _open_loops(args, run, service, url)
+        acked += _open_loops(args, run, service, url, admin)
     run.verified["sluice"] = (acked, database.count_events(url, source_prefix="/bench/"))
 
 
-def _open_loops(args: argparse.Namespace, run: Run, service: Service, url: str) -> int:
+def _open_loops(args: argparse.Namespace, run: Run, service: Service, url: str, admin: str) -> int:
     """Half and five times the batched maximum, open loop; the events they got stored."""
     if run.sluice is None or run.sluice.requests_per_s <= 0:
         return 0
@@ -200,6 +200,9 @@ def _open_loops(args: argparse.Namespace, run: Run, service: Service, url: str) 
     ):
         if section not in args.sections:
             continue
+        # The runs before wrote millions of rows: their checkpoint must not land inside
+        # this window (as COPY's and the closed loop's windows, each starts flushed).
+        database.checkpoint(admin)
         _say(f"Sluice, open loop at {factor:g} x {maximum:,.0f} requests/s, {seconds:g} s")
         plan = RatePlan(
             base_url=service.base_url,
@@ -315,7 +318,7 @@ def _run(args: argparse.Namespace) -> Run:
             _say(f"COPY ceiling, {args.copy_rows:,} rows")
             run.copy = measure_copy(url, rows=args.copy_rows, chunk=args.copy_chunk)
         database.checkpoint(admin)
-        _sluice(args, run, url)
+        _sluice(args, run, url, admin)
         _peers(args, run, admin)
         _consume(args, run, url)
         if args.beam_events > 0:
