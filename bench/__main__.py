@@ -252,7 +252,7 @@ def _peers(args: argparse.Namespace, run: Run, admin: str) -> None:
             run.verified[name] = (figures.acked_events, found)
 
 
-def _consume(args: argparse.Namespace, run: Run, url: str) -> None:
+def _consume(args: argparse.Namespace, run: Run, url: str, admin: str) -> None:
     """Row 5: one-event messages (INFO), then `--batch`-event messages (the verdict)."""
     if "consumer" not in args.sections:
         return
@@ -267,6 +267,7 @@ def _consume(args: argparse.Namespace, run: Run, url: str) -> None:
     for events_per_message, messages in plans:
         if messages <= 0:
             continue
+        database.checkpoint(admin)  # each window starts flushed, as the others do
         _say(
             f"{processes} consumers, {messages:,} messages of {events_per_message} "
             "event(s) pre-filled"
@@ -320,7 +321,7 @@ def _run(args: argparse.Namespace) -> Run:
         database.checkpoint(admin)
         _sluice(args, run, url, admin)
         _peers(args, run, admin)
-        _consume(args, run, url)
+        _consume(args, run, url, admin)
         if args.beam_events > 0:
             _say(f"Beam DirectRunner backfill, {args.beam_events:,} archived events")
             beam = measure_beam(url, events=args.beam_events, workers=args.workers)
