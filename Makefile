@@ -58,7 +58,7 @@ deploy: install tools-delivery
 	cd deploy/ansible && $${XDG_CACHE_HOME:-$$HOME/.cache}/sluice/ansible-venv/bin/ansible-playbook -i inventories/$(ENV)/hosts.yml site.yml -e sluice_version=$(VERSION)
 
 lint: install
-	.venv/bin/ruff check . && .venv/bin/ruff format --check . && .venv/bin/mypy app && .venv/bin/lint-imports --no-cache && .venv/bin/bandit -q -c pyproject.toml -r app
+	.venv/bin/ruff check . && .venv/bin/ruff format --check . && .venv/bin/mypy app bench && .venv/bin/lint-imports --no-cache && .venv/bin/bandit -q -c pyproject.toml -r app
 
 # podman/runc/debootstrap (Debian) and checkov (own venv) for tests/image and tests/chart.
 tools-k8s: install
