@@ -22,7 +22,7 @@ import orjson
 import uvloop
 
 from bench.events import batch_body, client_source
-from bench.processes import ClientProcesses
+from bench.processes import ClientProcesses, cpu_between
 
 CONTENT_TYPE = "application/cloudevents-batch+json"
 
@@ -150,21 +150,15 @@ async def _post(http: aiohttp.ClientSession, body: bytes, timeline: Timeline, ta
 
 async def _run(plan: LoadPlan, process: int, timeline: Timeline) -> Tally:
     tally = Tally()
+    cpu = asyncio.create_task(cpu_between(timeline.warmup_end, timeline.end))
     await asyncio.gather(
-        _measure_cpu(timeline, tally),
         *(
             _client(plan, timeline, c, client_source(plan.run_tag, process, c), tally)
             for c in plan.clients_of(process)
-        ),
+        )
     )
+    tally.cpu_s = await cpu
     return tally
-
-
-async def _measure_cpu(timeline: Timeline, tally: Tally) -> None:
-    await asyncio.sleep(max(0.0, timeline.warmup_end - time.monotonic()))
-    before = time.process_time()
-    await asyncio.sleep(max(0.0, timeline.end - time.monotonic()))
-    tally.cpu_s = time.process_time() - before
 
 
 def _process_main(plan: LoadPlan, process: int, start: float) -> Tally:

@@ -29,7 +29,7 @@ import uvloop
 
 from bench.events import batch_body
 from bench.load import CONTENT_TYPE
-from bench.processes import ClientProcesses
+from bench.processes import ClientProcesses, cpu_between
 
 REQUEST_TIMEOUT_S = 30.0
 
@@ -127,18 +127,10 @@ async def _run(plan: RatePlan, start: float) -> RateTally:
         timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S),
     ) as http:
         window = _window(plan, start)
-        await asyncio.gather(
-            _schedule(plan, http, start + plan.offset_s, window, tally), _cpu(window, tally)
-        )
+        cpu = asyncio.create_task(cpu_between(*window))
+        await _schedule(plan, http, start + plan.offset_s, window, tally)
+        tally.cpu_s = await cpu
     return tally
-
-
-async def _cpu(window: tuple[float, float], tally: RateTally) -> None:
-    """This process's CPU time inside the window."""
-    await asyncio.sleep(max(0.0, window[0] - time.monotonic()))
-    before = time.process_time()
-    await asyncio.sleep(max(0.0, window[1] - time.monotonic()))
-    tally.cpu_s = time.process_time() - before
 
 
 async def _schedule(

@@ -10,6 +10,7 @@ runs `main(plan, index, start)` and sends back what it counted; the caller adds 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import multiprocessing as mp
 import signal
@@ -29,6 +30,15 @@ READY_TIMEOUT_S = 60.0
 #: What one process runs: its plan, its index, the shared start time → what it counted.
 #: A module-level function: the processes are spawned, so it is pickled by name.
 ProcessMain = Callable[[_P, int, float], _R]
+
+
+async def cpu_between(start: float, end: float) -> float:
+    """This process's CPU time from `start` to `end` (monotonic readings), measured while
+    the load runs beside it on the same event loop."""
+    await asyncio.sleep(max(0.0, start - time.monotonic()))
+    before = time.process_time()
+    await asyncio.sleep(max(0.0, end - time.monotonic()))
+    return time.process_time() - before
 
 
 def _process_main(

@@ -125,10 +125,6 @@ class BufferGate:
             )
         )
 
-    @property
-    def admitted(self) -> int:
-        return self._admitted
-
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST":
             transport = self._routes.get(scope["path"])

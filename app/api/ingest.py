@@ -131,7 +131,7 @@ _REQUEST_BODY = {
 }
 
 
-@router.post(  # declares the operation for OpenAPI; `SERVED` below answers it
+@router.post(  # declares the operation for OpenAPI; `SERVED_ROUTE` below answers it
     "/ingest",
     summary="Ingest CloudEvents (structured, batched or binary mode)",
     response_model=IngestResponseModel,

@@ -67,8 +67,7 @@ class AccessLogMiddleware:
 def _record(scope: Scope, status: int, elapsed: float) -> None:
     route = getattr(scope.get("route"), "path", None) or "<unmatched>"
     method = scope["method"] if scope["method"] in _METHODS else "other"
-    metrics.HTTP_REQUESTS.labels(route=route, method=method, status=status).inc()
-    metrics.HTTP_DURATION.labels(route=route).observe(elapsed)
+    _count(method, route, status, elapsed)
     log.info(
         "request",
         extra={
@@ -96,9 +95,7 @@ class RefusalLog:
         self._timer: asyncio.TimerHandle | None = None
 
     def record(self, method: str, route: str, status: int, elapsed: float) -> None:
-        requests, duration = _children(method, route, status)
-        requests.inc()
-        duration.observe(elapsed)
+        _count(method, route, status, elapsed)
         self._counts[method, route, status] += 1
         if self._timer is None:
             self._since = time.monotonic()
@@ -123,12 +120,20 @@ class RefusalLog:
         self._counts.clear()
 
 
+def _count(method: str, route: str, status: int, elapsed: float) -> None:
+    """One request in the HTTP metrics, logged or summarised alike."""
+    requests, duration = _children(method, route, status)
+    requests.inc()
+    duration.observe(elapsed)
+
+
 @functools.cache
 def _children(
     method: str, route: str, status: int
 ) -> tuple[prometheus_client.Counter, prometheus_client.Histogram]:
-    """The metric children of one kind of refusal, looked up once (its labels are a
-    configured route, a method and a status: a handful)."""
+    """The metric children of one kind of request, looked up once: its labels are a route
+    template (or `<unmatched>`), one of `_METHODS` (or `other`) and a status, so there are
+    a few dozen, never one per path or client."""
     return (
         metrics.HTTP_REQUESTS.labels(route=route, method=method, status=status),
         metrics.HTTP_DURATION.labels(route=route),

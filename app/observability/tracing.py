@@ -46,7 +46,7 @@ import contextlib
 import logging
 import os
 import sys
-from collections.abc import Awaitable, Iterator, Mapping, MutableMapping, Sequence
+from collections.abc import Awaitable, Iterable, Iterator, Mapping, MutableMapping, Sequence
 from contextvars import ContextVar
 from importlib.metadata import version
 from typing import Any, Generic, Protocol, TypeVar
@@ -357,15 +357,22 @@ class Traced(Generic[M]):
 
 def event_links(events: Sequence[object]) -> list[Link]:
     """A link per distinct valid `traceparent` the CloudEvents carry (at most MAX_LINKS)."""
+    raws = (event.raw if isinstance(event, Candidate) else None for event in events)
+    return _links(
+        (raw.get("traceparent") if isinstance(raw, dict) else None for raw in raws), "cloudevent"
+    )
+
+
+def _links(traceparents: Iterable[object], kind: str) -> list[Link]:
+    """A link (`sluice.link` = `kind`) per distinct valid W3C `traceparent` among
+    `traceparents` (anything else is skipped), at most MAX_LINKS."""
     links: dict[str, Link] = {}
-    for event in events:
-        raw = event.raw if isinstance(event, Candidate) else None
-        value = raw.get("traceparent") if isinstance(raw, dict) else None
+    for value in traceparents:
         if not isinstance(value, str) or value in links or len(links) >= MAX_LINKS:
             continue
         remote = trace.get_current_span(_propagator.extract({"traceparent": value}))
         if remote.get_span_context().is_valid:
-            links[value] = Link(remote.get_span_context(), {"sluice.link": "cloudevent"})
+            links[value] = Link(remote.get_span_context(), {"sluice.link": kind})
     return list(links.values())
 
 
@@ -462,19 +469,12 @@ def deliveries_span(headers: Sequence[Mapping[str, object] | None], queue: str) 
     if tracer is None:
         yield
         return
-    links: dict[str, Link] = {}
-    for carried in headers:
-        value = (carried or {}).get("traceparent")
-        if not isinstance(value, str) or value in links or len(links) >= MAX_LINKS:
-            continue
-        remote = trace.get_current_span(_propagator.extract({"traceparent": value}))
-        if remote.get_span_context().is_valid:
-            links[value] = Link(remote.get_span_context(), {"sluice.link": "delivery"})
+    links = _links(((carried or {}).get("traceparent") for carried in headers), "delivery")
     with tracer.start_as_current_span(
         "sluice.delivery",
         context=otel_context.Context(),
         kind=SpanKind.CONSUMER,
-        links=list(links.values()),
+        links=links,
         attributes={
             "messaging.system": "rabbitmq",
             "messaging.operation": "process",

@@ -181,10 +181,6 @@ class Batcher:
         anyway (`submit` still decides for the whole message)."""
         return self._held_events >= self._max_events or self._held_bytes >= self._max_bytes
 
-    @property
-    def retry_after_s(self) -> int:
-        return self._retry_after_s
-
     def refuse_if_full(self, transport: Transport) -> None:
         """Raise `BufferFull` now if the buffer is `full` (counted as a refusal)."""
         if self.full:
